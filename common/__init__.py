@@ -1,0 +1,1 @@
+"""Pieces every process uses: framing, envelopes, hashing, config, logging, storage."""

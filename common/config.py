@@ -1,0 +1,187 @@
+"""The cluster's shape and limits: one object every process is started from.
+
+`chatctl up --shards N` builds a single-host ClusterConfig, writes it to
+`<data-dir>/run/cluster.json` and starts each process with
+`chatctl up --config <that file> --role shard|gateway --id K`, the same way an
+operator starts one process of a multi-host cluster. `chatctl status` reads
+the same file to find every process's control port.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_PORT = 7777
+DEFAULT_DATA_DIR = "./chatcluster-data"
+RUN_FILE = "run/cluster.json"
+SUN_PATH_MAX = 100  # AF_UNIX paths must stay under ~107 bytes; keep a margin
+
+
+@dataclass
+class Limits:
+    """Every bound a client can run into. Each is counted where it bites."""
+
+    max_frame: int = 8192           # bytes in a client frame (PROTOCOL.md)
+    max_text: int = 4096            # UTF-8 bytes of chat text (PROTOCOL.md)
+    max_name: int = 32              # UTF-8 bytes of a player name
+    max_password: int = 1024        # UTF-8 bytes of a password
+    max_room_name: int = 64         # UTF-8 bytes of a room name
+    max_members: int = 1000         # per room, so S_JOIN_ROOM_RES always fits one frame
+    write_buffer: int = 4 << 20     # bytes queued to one client before it is dropped as a slow consumer
+    request_timeout: float = 5.0    # seconds a gateway waits for a shard's answer
+    list_timeout: float = 1.0       # seconds a room list waits for every shard
+
+
+@dataclass
+class ShardSpec:
+    id: int
+    endpoint: str        # ZeroMQ endpoint the shard binds (ipc:// or tcp://)
+    control_port: int
+    control_host: str = "127.0.0.1"
+
+
+@dataclass
+class GatewaySpec:
+    id: int
+    host: str
+    port: int
+    control_port: int
+    control_host: str = "127.0.0.1"
+
+
+@dataclass
+class ClusterConfig:
+    shards: list[ShardSpec]
+    gateways: list[GatewaySpec]
+    data_dir: str
+    db_url: str
+    registration: str = "open"          # open | closed
+    loop: str = "auto"                  # auto | uvloop | asyncio
+    zmq_bridge: str = "auto"            # auto | reader | thread (see common/zmqbridge.py)
+    verbose: bool = False
+    scrypt_n: int = 1 << 14
+    db_pool_size: int = 4
+    limits: Limits = field(default_factory=Limits)
+
+    # ---- derived places -------------------------------------------------
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    def log_file(self, tag: str) -> Path:
+        return self.data_path / "logs" / f"{tag}.log"
+
+    @property
+    def shard_ids(self) -> list[int]:
+        return [s.id for s in self.shards]
+
+    def shard(self, shard_id: int) -> ShardSpec:
+        for spec in self.shards:
+            if spec.id == shard_id:
+                return spec
+        raise KeyError(f"no shard with id {shard_id} in the cluster config")
+
+    def gateway(self, gateway_id: int) -> GatewaySpec:
+        for spec in self.gateways:
+            if spec.id == gateway_id:
+                return spec
+        raise KeyError(f"no gateway with id {gateway_id} in the cluster config")
+
+    # ---- building -------------------------------------------------------
+    @classmethod
+    def single_host(
+        cls,
+        *,
+        shards: int = 4,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        data_dir: str = DEFAULT_DATA_DIR,
+        db_url: str | None = None,
+        control_port: int | None = None,
+        **options: object,
+    ) -> ClusterConfig:
+        """One gateway and N shards on this machine, talking over ipc:// (tcp:// on Windows)."""
+        if shards < 1:
+            raise ValueError("a cluster needs at least one shard")
+        data = Path(data_dir).resolve()
+        base = control_port if control_port is not None else port + 1
+        ipc_dir = _ipc_dir(data)
+        shard_specs = []
+        for k in range(shards):
+            if ipc_dir is None:
+                endpoint = f"tcp://127.0.0.1:{base + 1 + shards + k}"
+            else:
+                endpoint = f"ipc://{ipc_dir / f'shard-{k}.sock'}"
+            shard_specs.append(ShardSpec(id=k, endpoint=endpoint, control_port=base + 1 + k))
+        gateways = [GatewaySpec(id=0, host=host, port=port, control_port=base)]
+        return cls(
+            shards=shard_specs,
+            gateways=gateways,
+            data_dir=str(data),
+            db_url=db_url or f"sqlite:///{data / 'chat.db'}",
+            **options,  # type: ignore[arg-type]
+        )
+
+    # ---- files ----------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> ClusterConfig:
+        raw = dict(raw)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown cluster config keys: {', '.join(sorted(unknown))}")
+        raw["shards"] = [ShardSpec(**s) for s in raw.get("shards", [])]
+        raw["gateways"] = [GatewaySpec(**g) for g in raw.get("gateways", [])]
+        raw["limits"] = Limits(**raw.get("limits", {}))
+        config = cls(**raw)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if not self.shards:
+            raise ValueError("the cluster config lists no shards")
+        if len(set(self.shard_ids)) != len(self.shards):
+            raise ValueError("shard ids must be unique")
+        if len({g.id for g in self.gateways}) != len(self.gateways):
+            raise ValueError("gateway ids must be unique")
+        if self.registration not in ("open", "closed"):
+            raise ValueError("registration must be 'open' or 'closed'")
+        if self.loop not in ("auto", "uvloop", "asyncio"):
+            raise ValueError("loop must be auto, uvloop or asyncio")
+        if self.zmq_bridge not in ("auto", "reader", "thread"):
+            raise ValueError("zmq_bridge must be auto, reader or thread")
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> ClusterConfig:
+        """A .json file (as `chatctl up` writes) or a .toml file (as operators write)."""
+        text = Path(path).read_text(encoding="utf-8")
+        raw = tomllib.loads(text) if str(path).endswith(".toml") else json.loads(text)
+        return cls.from_dict(raw)
+
+
+def _ipc_dir(data_dir: Path) -> Path | None:
+    """Where the shards' ipc sockets live, or None where ipc:// is not an option."""
+    if sys.platform == "win32":
+        return None
+    run = data_dir / "run"
+    if len(str(run / "shard-999.sock")) <= SUN_PATH_MAX:
+        return run
+    digest = hashlib.sha1(str(data_dir).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"chatcluster-{digest}"

@@ -1,0 +1,75 @@
+"""Process plumbing shared by the gateway and the shards: dying with the supervisor, stop signals, figures."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Make sure this child never outlives the supervisor that started it.
+
+    On Linux the kernel sends SIGTERM when the parent dies (prctl
+    PR_SET_PDEATHSIG); elsewhere a watchdog thread notices the parent pid
+    change. Either way a `kill -9` of `chatctl up` leaves no orphan behind.
+    """
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def on_stop_signals(handler: Callable[[], None]) -> None:
+    """Call handler on SIGTERM or SIGINT (Ctrl-C reaches every process of the terminal's group)."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: handler())
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, AttributeError, ValueError):
+        pass
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0
+    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # the peak, where nothing better exists
+    return usage if sys.platform == "darwin" else usage * 1024
+
+
+class CpuMeter:
+    """CPU use of this process since the last reading, in percent of one core."""
+
+    def __init__(self) -> None:
+        self._cpu = time.process_time()
+        self._wall = time.monotonic()
+
+    def read(self) -> float:
+        cpu, wall = time.process_time(), time.monotonic()
+        used = (cpu - self._cpu) / max(wall - self._wall, 1e-6) * 100
+        self._cpu, self._wall = cpu, wall
+        return used

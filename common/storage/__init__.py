@@ -1,0 +1,14 @@
+"""Storage: accounts, room ids and the chat log in SQLite (default) or over ODBC, behind a pool."""
+
+from chatcluster.common.storage.database import (
+    CPU,
+    DB,
+    Database,
+    LoginResult,
+    SchemaError,
+    login_steps,
+    open_database,
+    run_steps,
+)
+
+__all__ = ["CPU", "DB", "Database", "LoginResult", "SchemaError", "login_steps", "open_database", "run_steps"]

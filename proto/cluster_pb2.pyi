@@ -1,0 +1,108 @@
+from chatcluster.proto import chat_pb2 as _chat_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Member(_message.Message):
+    __slots__ = ("session", "player")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    PLAYER_FIELD_NUMBER: _ClassVar[int]
+    session: int
+    player: _chat_pb2.Player
+    def __init__(self, session: _Optional[int] = ..., player: _Optional[_Union[_chat_pb2.Player, _Mapping]] = ...) -> None: ...
+
+class CreateRoom(_message.Message):
+    __slots__ = ("request", "room_id", "name", "member")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    ROOM_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    request: int
+    room_id: int
+    name: str
+    member: Member
+    def __init__(self, request: _Optional[int] = ..., room_id: _Optional[int] = ..., name: _Optional[str] = ..., member: _Optional[_Union[Member, _Mapping]] = ...) -> None: ...
+
+class JoinRoom(_message.Message):
+    __slots__ = ("request", "room_id", "member")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    ROOM_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    request: int
+    room_id: int
+    member: Member
+    def __init__(self, request: _Optional[int] = ..., room_id: _Optional[int] = ..., member: _Optional[_Union[Member, _Mapping]] = ...) -> None: ...
+
+class LeaveRoom(_message.Message):
+    __slots__ = ("request", "room_id", "session")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    ROOM_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    request: int
+    room_id: int
+    session: int
+    def __init__(self, request: _Optional[int] = ..., room_id: _Optional[int] = ..., session: _Optional[int] = ...) -> None: ...
+
+class ChatIn(_message.Message):
+    __slots__ = ("room_id", "session", "body")
+    ROOM_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    room_id: int
+    session: int
+    body: bytes
+    def __init__(self, room_id: _Optional[int] = ..., session: _Optional[int] = ..., body: _Optional[bytes] = ...) -> None: ...
+
+class ListRooms(_message.Message):
+    __slots__ = ("request",)
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    request: int
+    def __init__(self, request: _Optional[int] = ...) -> None: ...
+
+class Hello(_message.Message):
+    __slots__ = ("node", "incarnation", "sent_us")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    SENT_US_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    incarnation: int
+    sent_us: int
+    def __init__(self, node: _Optional[str] = ..., incarnation: _Optional[int] = ..., sent_us: _Optional[int] = ...) -> None: ...
+
+class Reply(_message.Message):
+    __slots__ = ("request", "session", "ok", "room_id", "frame", "not_member")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ROOM_ID_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    NOT_MEMBER_FIELD_NUMBER: _ClassVar[int]
+    request: int
+    session: int
+    ok: bool
+    room_id: int
+    frame: bytes
+    not_member: bool
+    def __init__(self, request: _Optional[int] = ..., session: _Optional[int] = ..., ok: _Optional[bool] = ..., room_id: _Optional[int] = ..., frame: _Optional[bytes] = ..., not_member: _Optional[bool] = ...) -> None: ...
+
+class Deliver(_message.Message):
+    __slots__ = ("room_id", "except_session", "frame")
+    ROOM_ID_FIELD_NUMBER: _ClassVar[int]
+    EXCEPT_SESSION_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    room_id: int
+    except_session: int
+    frame: bytes
+    def __init__(self, room_id: _Optional[int] = ..., except_session: _Optional[int] = ..., frame: _Optional[bytes] = ...) -> None: ...
+
+class RoomList(_message.Message):
+    __slots__ = ("request", "rooms")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    ROOMS_FIELD_NUMBER: _ClassVar[int]
+    request: int
+    rooms: _containers.RepeatedCompositeFieldContainer[_chat_pb2.RoomInfo]
+    def __init__(self, request: _Optional[int] = ..., rooms: _Optional[_Iterable[_Union[_chat_pb2.RoomInfo, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,286 @@
+"""The rooms a shard owns: membership, per-room seq, and what each change must tell whom.
+
+Sans-I/O: RoomBook takes decoded envelopes from gateways and writes the
+envelopes to send back into an Outbox, keyed by gateway. It never touches
+ZeroMQ, so every rule here (seq from 1 without gaps, one frame per broadcast
+serialized once and sent once per gateway, membership checked before a chat
+is accepted, empty rooms removed) is tested with plain objects.
+
+A member is a gateway session: (gateway routing id, session id). The
+gateway guarantees a session is in at most one room cluster-wide; the book
+still refuses to let one session sit in two of its own rooms.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from heapq import nsmallest
+
+from chatcluster.common.config import Limits
+from chatcluster.common.envelope import Batch, Kind
+from chatcluster.common.frames import MAX_FRAME, ErrorCode, encode, error_frame
+from chatcluster.proto import chat_pb2, cluster_pb2
+from google.protobuf.message import DecodeError
+
+#: A room list never carries more than this many rooms per shard (a client frame holds fewer).
+LIST_CAP = 8192
+
+MemberKey = tuple[bytes, int]
+
+
+@dataclass(slots=True)
+class Member:
+    gateway: bytes
+    session: int
+    player: chat_pb2.Player
+
+    @property
+    def key(self) -> MemberKey:
+        return (self.gateway, self.session)
+
+
+class Room:
+    __slots__ = ("room_id", "name", "seq", "members", "gateways")
+
+    def __init__(self, room_id: int, name: str) -> None:
+        self.room_id = room_id
+        self.name = name
+        self.seq = 0
+        self.members: dict[MemberKey, Member] = {}
+        self.gateways: dict[bytes, int] = {}  # members per gateway: where a broadcast must go
+
+    def add(self, member: Member) -> None:
+        self.members[member.key] = member
+        self.gateways[member.gateway] = self.gateways.get(member.gateway, 0) + 1
+
+    def remove(self, key: MemberKey) -> Member | None:
+        member = self.members.pop(key, None)
+        if member is not None:
+            left = self.gateways[member.gateway] - 1
+            if left:
+                self.gateways[member.gateway] = left
+            else:
+                del self.gateways[member.gateway]
+        return member
+
+    def info(self) -> chat_pb2.RoomInfo:
+        return chat_pb2.RoomInfo(room_id=self.room_id, name=self.name, member_count=len(self.members))
+
+
+class Outbox:
+    """Envelopes produced while handling input, one Batch per gateway."""
+
+    __slots__ = ("batches",)
+
+    def __init__(self) -> None:
+        self.batches: dict[bytes, Batch] = {}
+
+    def add(self, gateway: bytes, kind: int, payload: bytes) -> None:
+        batch = self.batches.get(gateway)
+        if batch is None:
+            batch = self.batches[gateway] = Batch()
+        batch.add(kind, payload)
+
+    def reply(self, gateway: bytes, request: int, session: int, ok: bool, room_id: int, frame: bytes,
+              not_member: bool = False) -> None:
+        msg = cluster_pb2.Reply(request=request, session=session, ok=ok, room_id=room_id, frame=frame,
+                                not_member=not_member)
+        self.add(gateway, Kind.REPLY, msg.SerializeToString())
+
+    def take(self) -> list[tuple[bytes, bytes]]:
+        """(gateway, batch bytes) for every gateway with something to send; empties the outbox."""
+        out = [(gateway, batch.take()) for gateway, batch in self.batches.items() if batch]
+        self.batches.clear()
+        return out
+
+
+class RoomBook:
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
+        on_chat: Callable[[int, int, int, str, int], None] | None = None,
+        on_room_closed: Callable[[int], None] | None = None,
+    ) -> None:
+        self.limits = limits or Limits()
+        self.clock_us = clock_us
+        self.on_chat = on_chat                # (room_id, seq, sender_id, text, server_time_us): the chat log
+        self.on_room_closed = on_room_closed  # (room_id): the rooms table
+        self.rooms: dict[int, Room] = {}
+        self.where: dict[MemberKey, int] = {}  # session -> the room it is in here
+        # figures
+        self.chats = 0
+        self.deliveries = 0
+        self.refused = 0
+        self.rooms_created = 0
+        self.rooms_closed = 0
+
+    # ---- dispatch ---------------------------------------------------------
+    def handle(self, gateway: bytes, kind: int, msg: object, out: Outbox) -> None:
+        """One decoded envelope from a gateway."""
+        if kind == Kind.CHAT:
+            self.chat(gateway, msg, out)  # type: ignore[arg-type]
+        elif kind == Kind.JOIN:
+            self.join(gateway, msg, out)  # type: ignore[arg-type]
+        elif kind == Kind.LEAVE:
+            self.leave(gateway, msg, out)  # type: ignore[arg-type]
+        elif kind == Kind.CREATE:
+            self.create(gateway, msg, out)  # type: ignore[arg-type]
+        elif kind == Kind.LIST:
+            self.list_rooms(gateway, msg, out)  # type: ignore[arg-type]
+        else:
+            raise ValueError(f"a shard does not take envelopes of kind {kind}")
+
+    @property
+    def members(self) -> int:
+        return len(self.where)
+
+    # ---- operations -------------------------------------------------------
+    def create(self, gateway: bytes, msg: cluster_pb2.CreateRoom, out: Outbox) -> None:
+        member = Member(gateway, msg.member.session, msg.member.player)
+        if msg.room_id in self.rooms or msg.room_id == 0:
+            self.refused += 1
+            out.reply(gateway, msg.request, member.session, False, msg.room_id,
+                      encode(chat_pb2.S_CREATE_ROOM_RES(success=False, message=f"room id {msg.room_id} is taken")))
+            return
+        self._leave_current(member.key, out)
+        room = self.rooms[msg.room_id] = Room(msg.room_id, msg.name)
+        self.rooms_created += 1
+        self._enter(room, member)
+        res = chat_pb2.S_CREATE_ROOM_RES(success=True, room=room.info(), members=[member.player],
+                                         message="Room created.")
+        out.reply(gateway, msg.request, member.session, True, room.room_id, encode(res))
+
+    def join(self, gateway: bytes, msg: cluster_pb2.JoinRoom, out: Outbox) -> None:
+        member = Member(gateway, msg.member.session, msg.member.player)
+        room = self.rooms.get(msg.room_id)
+        if room is None:
+            self.refused += 1
+            res = chat_pb2.S_JOIN_ROOM_RES(success=False, message=f"room {msg.room_id} not found")
+            out.reply(gateway, msg.request, member.session, False, msg.room_id, encode(res))
+            return
+        if member.key not in room.members:
+            if len(room.members) >= self.limits.max_members:
+                self.refused += 1
+                frame = error_frame(ErrorCode.LIMIT, f"room {room.room_id} is full ({self.limits.max_members} members)")
+                out.reply(gateway, msg.request, member.session, False, room.room_id, frame)
+                return
+            self._leave_current(member.key, out)
+            self._enter(room, member)
+            ntf = encode(chat_pb2.S_JOIN_ROOM_NTF(room_id=room.room_id, player=member.player))
+            self._broadcast(room, ntf, out, except_member=member)
+        res = chat_pb2.S_JOIN_ROOM_RES(success=True, room=room.info(),
+                                       members=[m.player for m in room.members.values()], message="Joined.")
+        out.reply(gateway, msg.request, member.session, True, room.room_id, encode(res))
+
+    def leave(self, gateway: bytes, msg: cluster_pb2.LeaveRoom, out: Outbox) -> None:
+        key = (gateway, msg.session)
+        left = self.where.get(key) == msg.room_id and self._leave_current(key, out)
+        if msg.request:
+            res = chat_pb2.S_LEAVE_ROOM_ACK(success=left, message="" if left else "not in that room")
+            out.reply(gateway, msg.request, msg.session, left, msg.room_id, encode(res))
+
+    def chat(self, gateway: bytes, msg: cluster_pb2.ChatIn, out: Outbox) -> None:
+        room = self.rooms.get(msg.room_id)
+        member = room.members.get((gateway, msg.session)) if room is not None else None
+        if member is None:
+            self.refused += 1
+            frame = error_frame(ErrorCode.NOT_IN_ROOM, f"not in room {msg.room_id}")
+            out.reply(gateway, 0, msg.session, False, msg.room_id, frame, not_member=True)
+            return
+        req = chat_pb2.C_ROOM_CHAT_REQ()
+        try:
+            req.ParseFromString(msg.body)
+        except DecodeError:
+            self._refuse_chat(gateway, msg, out, ErrorCode.BAD_REQUEST, "C_ROOM_CHAT_REQ does not decode")
+            return
+        text = req.text
+        if not text:
+            self._refuse_chat(gateway, msg, out, ErrorCode.BAD_REQUEST, "empty text")
+            return
+        max_text = self.limits.max_text
+        if len(text) > max_text or (len(text) * 4 > max_text and len(text.encode("utf-8")) > max_text):
+            self._refuse_chat(gateway, msg, out, ErrorCode.TOO_LARGE, f"text over {max_text} bytes")
+            return
+        room.seq += 1
+        now = self.clock_us()
+        ntf = chat_pb2.S_ROOM_CHAT_NTF(room_id=room.room_id, sender=member.player, text=text, seq=room.seq,
+                                       client_msg_id=req.client_msg_id, server_time_us=now)
+        self._broadcast(room, encode(ntf), out)
+        self.chats += 1
+        if self.on_chat is not None:
+            self.on_chat(room.room_id, room.seq, member.player.player_id, text, now)
+
+    def list_rooms(self, gateway: bytes, msg: cluster_pb2.ListRooms, out: Outbox) -> None:
+        rooms = self.rooms.values()
+        if len(self.rooms) > LIST_CAP:
+            rooms = nsmallest(LIST_CAP, rooms, key=lambda r: r.room_id)
+        reply = cluster_pb2.RoomList(request=msg.request, rooms=[r.info() for r in rooms])
+        out.add(gateway, Kind.ROOMS, reply.SerializeToString())
+
+    def drop_gateway(self, gateway: bytes, out: Outbox) -> int:
+        """Every session of a gateway that is gone leaves its room; returns how many."""
+        keys = [key for key in self.where if key[0] == gateway]
+        for key in keys:
+            self._leave_current(key, out)
+        return len(keys)
+
+    # ---- internals --------------------------------------------------------
+    def _enter(self, room: Room, member: Member) -> None:
+        room.add(member)
+        self.where[member.key] = room.room_id
+
+    def _leave_current(self, key: MemberKey, out: Outbox) -> bool:
+        """Take a session out of its room here, telling the others; False if it was in none."""
+        room_id = self.where.pop(key, None)
+        if room_id is None:
+            return False
+        room = self.rooms[room_id]
+        member = room.remove(key)
+        if not room.members:
+            del self.rooms[room_id]
+            self.rooms_closed += 1
+            if self.on_room_closed is not None:
+                self.on_room_closed(room_id)
+        elif member is not None:
+            ntf = encode(chat_pb2.S_LEAVE_ROOM_NTF(room_id=room_id, player=member.player))
+            self._broadcast(room, ntf, out, except_member=member)
+        return True
+
+    def _broadcast(self, room: Room, frame: bytes, out: Outbox, except_member: Member | None = None) -> None:
+        """One Deliver per gateway with members here; the frame itself is built once by the caller."""
+        payload = cluster_pb2.Deliver(room_id=room.room_id, frame=frame).SerializeToString()
+        for gateway, count in room.gateways.items():
+            if except_member is not None and gateway == except_member.gateway:
+                # Only the excepted session's own gateway may skip it: session ids are per gateway.
+                if except_member.key in room.members:
+                    count -= 1
+                own = cluster_pb2.Deliver(room_id=room.room_id, except_session=except_member.session, frame=frame)
+                out.add(gateway, Kind.DELIVER, own.SerializeToString())
+            else:
+                out.add(gateway, Kind.DELIVER, payload)
+            self.deliveries += count
+
+    def _refuse_chat(self, gateway: bytes, msg: cluster_pb2.ChatIn, out: Outbox, code: int, text: str) -> None:
+        self.refused += 1
+        out.reply(gateway, 0, msg.session, False, msg.room_id, error_frame(code, text))
+
+
+def max_member_list_frame(limits: Limits) -> int:
+    """Bytes of the largest S_JOIN_ROOM_RES the limits allow; must stay within MAX_FRAME."""
+    name = "\U0010ffff" * (limits.max_name // 4)
+    room = chat_pb2.RoomInfo(room_id=2**64 - 1, name="\U0010ffff" * (limits.max_room_name // 4),
+                             member_count=limits.max_members)
+    players = [chat_pb2.Player(player_id=2**64 - 1, name=name) for _ in range(limits.max_members)]
+    res = chat_pb2.S_JOIN_ROOM_RES(success=True, room=room, members=players, message="Joined.")
+    return len(res.SerializeToString()) + 4
+
+
+def check_limits(limits: Limits) -> None:
+    """Refuse limits under which a member list could overflow one frame."""
+    size = max_member_list_frame(limits)
+    if size > MAX_FRAME:
+        raise ValueError(f"max_members={limits.max_members} with names of {limits.max_name} bytes makes a "
+                         f"member list of {size} bytes, over one frame ({MAX_FRAME}); lower one of them")

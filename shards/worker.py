@@ -1,0 +1,210 @@
+"""A shard process: a ZeroMQ ROUTER in front of a RoomBook.
+
+No asyncio here: a shard has one socket to serve, so a plain poll loop is
+the shortest path. Each wake-up drains the socket (up to a budget), feeds
+every envelope to the RoomBook, and sends what it produced as one message
+per gateway. ROUTER_MANDATORY makes an unroutable or full peer an error we
+count and hold, instead of the silent drop ZeroMQ does by default.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+
+import zmq
+from chatcluster.common import logs, procutil
+from chatcluster.common.config import ClusterConfig
+from chatcluster.common.control import ControlServer, Snapshot
+from chatcluster.common.envelope import EnvelopeError, iter_items, parse
+from chatcluster.shards.rooms import Outbox, RoomBook, check_limits
+
+log = logging.getLogger("chatcluster.shard")
+
+DRAIN_BUDGET = 512
+HWM = 100_000
+BACKLOG_LIMIT = 100_000
+STATUS_ROOM_IDS = 1000  # room ids listed in /status (enough to see who owns what)
+
+
+class ShardWorker:
+    def __init__(self, config: ClusterConfig, shard_id: int) -> None:
+        self.config = config
+        self.spec = config.shard(shard_id)
+        self.shard_id = shard_id
+        check_limits(config.limits)
+        self.book = RoomBook(config.limits)
+        self.outbox = Outbox()
+        self.backlog: dict[bytes, deque[bytes]] = {}
+        self.stopping = False
+        self.started = time.time()
+        self.snapshot = Snapshot()
+        self.cpu = procutil.CpuMeter()
+        # figures
+        self.zmq_in = 0
+        self.zmq_out = 0
+        self.envelopes = 0
+        self.bad_batches = 0
+        self.backpressure = 0
+        self.unroutable = 0
+        self.dropped = 0
+        self.backlog_peak = 0
+        self.jobs_peak = 0
+        self._rates_prev: tuple[float, int, int, int, int] | None = None
+
+    def stop(self) -> None:
+        self.stopping = True
+
+    # ---- main loop ----------------------------------------------------------
+    def run(self) -> None:
+        context = zmq.Context.instance()
+        router = context.socket(zmq.ROUTER)
+        router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted gateway takes its identity back at once
+        router.setsockopt(zmq.SNDHWM, HWM)
+        router.setsockopt(zmq.RCVHWM, HWM)
+        router.setsockopt(zmq.LINGER, 2000)
+        if self.spec.endpoint.startswith("ipc://"):
+            os.makedirs(os.path.dirname(self.spec.endpoint[len("ipc://"):]), exist_ok=True)
+        router.bind(self.spec.endpoint)
+        control = ControlServer(self.spec.control_host, self.spec.control_port, self.snapshot).start()
+        self._publish()
+        log.info(" shard %d serving on %s (control http://%s:%d, pid %d)", self.shard_id, self.spec.endpoint,
+                 self.spec.control_host, control.port, os.getpid())
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        next_status = time.monotonic() + 1.0
+        try:
+            while not self.stopping:
+                poller.poll(5 if self.backlog else 200)
+                self._drain(router)
+                if self.backlog:
+                    self._retry(router)
+                now = time.monotonic()
+                if now >= next_status:
+                    next_status = now + 1.0
+                    self._publish()
+        finally:
+            self._retry(router)
+            log.info(" shard %d stopping: %d rooms, %d members, %d chats served", self.shard_id,
+                     len(self.book.rooms), self.book.members, self.book.chats)
+            control.close()
+            router.close()
+
+    def _drain(self, router: zmq.Socket) -> None:
+        book, outbox = self.book, self.outbox
+        handled = 0
+        for _ in range(DRAIN_BUDGET):
+            try:
+                gateway, data = router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            except ValueError:  # not [identity, body]: nothing of ours
+                self.bad_batches += 1
+                continue
+            self.zmq_in += 1
+            try:
+                for kind, payload in iter_items(data):
+                    book.handle(gateway, kind, parse(kind, payload), outbox)
+                    handled += 1
+            except (EnvelopeError, ValueError) as exc:
+                self.bad_batches += 1
+                log.error(" bad batch from %r: %s", gateway, exc)
+        self.envelopes += handled
+        self.jobs_peak = max(self.jobs_peak, handled)
+        for gateway, data in outbox.take():
+            self._send(router, gateway, data)
+
+    def _send(self, router: zmq.Socket, gateway: bytes, data: bytes) -> None:
+        queue = self.backlog.get(gateway)
+        if queue:
+            self._hold(gateway, data)
+            return
+        try:
+            router.send_multipart([gateway, data], zmq.NOBLOCK)
+            self.zmq_out += 1
+        except zmq.Again:
+            self.backpressure += 1
+            self._hold(gateway, data)
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:
+                raise
+            # The gateway is gone (it will come back, or the heartbeat timeout drops its members).
+            self.unroutable += 1
+
+    def _hold(self, gateway: bytes, data: bytes) -> None:
+        queue = self.backlog.setdefault(gateway, deque())
+        if len(queue) >= BACKLOG_LIMIT:
+            self.dropped += 1
+            log.error(" backlog to %r over %d messages; message dropped (counted)", gateway, BACKLOG_LIMIT)
+            return
+        queue.append(data)
+        self.backlog_peak = max(self.backlog_peak, sum(len(q) for q in self.backlog.values()))
+
+    def _retry(self, router: zmq.Socket) -> None:
+        for gateway in list(self.backlog):
+            queue = self.backlog[gateway]
+            while queue:
+                try:
+                    router.send_multipart([gateway, queue[0]], zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                except zmq.ZMQError as exc:
+                    if exc.errno != zmq.EHOSTUNREACH:
+                        raise
+                    self.unroutable += 1
+                queue.popleft()
+                self.zmq_out += 1
+            if not queue:
+                del self.backlog[gateway]
+
+    # ---- figures ------------------------------------------------------------
+    def _publish(self) -> None:
+        now = time.monotonic()
+        book = self.book
+        counters = (now, book.chats, book.deliveries, self.zmq_in, self.zmq_out)
+        rates = {}
+        if self._rates_prev is not None:
+            dt = max(now - self._rates_prev[0], 1e-6)
+            names = ("msgs_in_per_s", "deliveries_per_s", "zmq_in_per_s", "zmq_out_per_s")
+            rates = {n: (c - p) / dt for n, c, p in zip(names, counters[1:], self._rates_prev[1:], strict=True)}
+        self._rates_prev = counters
+        self.snapshot.publish({
+            "role": "shard",
+            "id": self.shard_id,
+            "pid": os.getpid(),
+            "uptime_s": time.time() - self.started,
+            "endpoint": self.spec.endpoint,
+            "rooms": len(book.rooms),
+            "members": book.members,
+            "room_ids": sorted(book.rooms)[:STATUS_ROOM_IDS],
+            "chats": book.chats,
+            "deliveries": book.deliveries,
+            "refused": book.refused,
+            "rooms_created": book.rooms_created,
+            "rooms_closed": book.rooms_closed,
+            "zmq_in": self.zmq_in,
+            "zmq_out": self.zmq_out,
+            "envelopes": self.envelopes,
+            "jobs_peak": self.jobs_peak,
+            "bad_batches": self.bad_batches,
+            "zmq_backpressure": self.backpressure,
+            "zmq_backlog": sum(len(q) for q in self.backlog.values()),
+            "zmq_backlog_peak": self.backlog_peak,
+            "zmq_unroutable": self.unroutable,
+            "zmq_dropped": self.dropped,
+            "rss_bytes": procutil.rss_bytes(),
+            "cpu_percent": self.cpu.read(),
+            **rates,
+        })
+        self.jobs_peak = 0
+
+
+def run_shard(config: ClusterConfig, shard_id: int) -> int:
+    logs.setup(f"shard{shard_id}", config.verbose, config.log_file(f"shard-{shard_id}"))
+    worker = ShardWorker(config, shard_id)
+    procutil.on_stop_signals(worker.stop)
+    worker.run()
+    return 0
