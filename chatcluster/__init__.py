@@ -1,0 +1,3 @@
+"""chatcluster: a multiprocess, sharded real-time chat server."""
+
+__version__ = "0.1.0"

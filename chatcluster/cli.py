@@ -1,0 +1,199 @@
+"""chatctl: run, watch and use a chatcluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from chatcluster import __version__
+from chatcluster.common.config import DEFAULT_DATA_DIR, DEFAULT_PORT, RUN_FILE, ClusterConfig, Limits
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="chatctl")
+def main() -> None:
+    """Run and use a chatcluster: a sharded real-time chat server."""
+
+
+# ---------------------------------------------------------------------------- up
+@main.command()
+@click.option("--shards", type=click.IntRange(1, 256), default=4, show_default=True, help="shard processes")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address clients connect to")
+@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False), default=DEFAULT_DATA_DIR, show_default=True,
+              help="database, logs and run files")
+@click.option("--db", "db_url", default=None, help="database URL [default: sqlite:///<data-dir>/chat.db]")
+@click.option("--registration", type=click.Choice(["open", "closed"]), default="open", show_default=True,
+              help="closed: unknown names cannot log in (no self-registration)")
+@click.option("--loop", type=click.Choice(["auto", "uvloop", "asyncio"]), default="auto", show_default=True,
+              help="gateway event loop (auto: uvloop; asyncio's IOCP proactor on Windows)")
+@click.option("--zmq-bridge", type=click.Choice(["auto", "reader", "thread"]), default="auto", show_default=True,
+              help="how ZeroMQ joins the gateway's loop (auto: reader; thread where the loop has no add_reader)")
+@click.option("--control-port", type=click.IntRange(1, 65535), default=None,
+              help="first control (HTTP status) port [default: port+1]; one per process")
+@click.option("--max-members", type=click.IntRange(2, 1000), default=Limits.max_members, show_default=True,
+              help="members per room (so a member list fits one frame)")
+@click.option("--scrypt-n", type=int, default=1 << 14, show_default=True, hidden=True,
+              help="scrypt cost of new password hashes (a power of two)")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="cluster config file (.toml or .json) instead of the single-host flags")
+@click.option("--role", type=click.Choice(["shard", "gateway"]), default=None,
+              help="run just this one process of the --config cluster, in the foreground")
+@click.option("--id", "node_id", type=int, default=None, help="which shard or gateway of the config (with --role)")
+@click.option("-v", "--verbose", is_flag=True, help="log every request, not just lifecycle and errors")
+def up(shards: int, host: str, port: int, data_dir: str, db_url: str | None, registration: str, loop: str,
+       zmq_bridge: str, control_port: int | None, max_members: int, scrypt_n: int, config_file: str | None,
+       role: str | None, node_id: int | None, verbose: bool) -> None:
+    """Start the cluster (a gateway and N shards) and keep it running until Ctrl-C."""
+    if role is not None:
+        if config_file is None or node_id is None:
+            raise click.UsageError("--role needs --config and --id")
+        sys.exit(_run_node(Path(config_file), role, node_id, verbose))
+    if config_file is not None:
+        config = ClusterConfig.load(Path(config_file))
+        config.verbose = config.verbose or verbose
+    else:
+        if scrypt_n < 2 or scrypt_n & (scrypt_n - 1):
+            raise click.BadParameter("must be a power of two", param_hint="--scrypt-n")
+        config = ClusterConfig.single_host(
+            shards=shards, host=host, port=port, data_dir=data_dir, db_url=db_url, control_port=control_port,
+            registration=registration, loop=loop, zmq_bridge=zmq_bridge, verbose=verbose, scrypt_n=scrypt_n,
+            limits=Limits(max_members=max_members),
+        )
+    sys.exit(_run_cluster(config))
+
+
+def _run_node(config_file: Path, role: str, node_id: int, verbose: bool) -> int:
+    from chatcluster.common import procutil
+    from chatcluster.supervisor import SUPERVISED_ENV
+
+    config = ClusterConfig.load(config_file)
+    config.verbose = config.verbose or verbose
+    if os.environ.get(SUPERVISED_ENV):
+        procutil.die_with_parent()
+    if role == "shard":
+        from chatcluster.shards.worker import run_shard
+
+        return run_shard(config, node_id)
+    from chatcluster.gateway.server import run_gateway
+
+    return run_gateway(config, node_id)
+
+
+def _run_cluster(config: ClusterConfig) -> int:
+    from chatcluster.common import logs
+    from chatcluster.common.storage import SchemaError, open_database
+    from chatcluster.shards.rooms import check_limits
+    from chatcluster.supervisor import Supervisor
+
+    config.validate()
+    check_limits(config.limits)
+    logs.setup("sup", config.verbose, config.log_file("supervisor"))
+    run_file = config.data_path / RUN_FILE
+    config.save(run_file)
+    try:  # create the schema once, before any child races to do it
+        open_database(config.db_url, 1, config.scrypt_n).close()
+    except (SchemaError, ValueError, OSError) as exc:
+        click.secho(f"chatctl up: database {config.db_url}: {exc}", fg="red", err=True)
+        return 2
+    supervisor = Supervisor(config, run_file)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: supervisor.request_stop())
+    supervisor.start()
+    not_ready = supervisor.wait_ready()
+    if supervisor.stopping:
+        supervisor.stop()
+        return 0
+    if not_ready:
+        names = ", ".join(c.name for c in not_ready)
+        click.secho(f"chatctl up: {names} did not start; see the log lines above and "
+                    f"{config.data_path / 'logs'}", fg="red", err=True)
+        supervisor.stop()
+        return 1
+    _print_up(config, supervisor.pids())
+    supervisor.run()
+    click.echo("chatctl up: stopping...", err=True)
+    started = time.monotonic()
+    supervisor.stop()
+    click.echo(f"chatctl up: stopped in {time.monotonic() - started:.1f} s", err=True)
+    return 0
+
+
+def _print_up(config: ClusterConfig, pids: dict[str, int]) -> None:
+    gw = ", ".join(f"{g.host}:{g.port}" for g in config.gateways)
+    click.secho(f"chatcluster {__version__} is up", fg="green", bold=True)
+    click.echo(f"  clients connect to  {gw}")
+    click.echo(f"  processes           {len(config.gateways)} gateway(s), {len(config.shards)} shard(s): "
+               + ", ".join(f"{name} pid {pid}" for name, pid in pids.items()))
+    click.echo(f"  database            {config.db_url}")
+    click.echo(f"  data dir            {config.data_dir}")
+    click.echo(f"  status              chatctl status --data-dir {config.data_dir}")
+    click.echo("  chat                chatctl client --port " + str(config.gateways[0].port))
+    click.echo("Press Ctrl-C to stop.")
+    sys.stdout.flush()
+
+
+# ---------------------------------------------------------------------------- client
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
+@click.option("--name", default=None, help="player name (asked for when not given)")
+def client(host: str, port: int, name: str | None) -> None:
+    """Chat from the terminal: log in, create or join a room, talk."""
+    from chatcluster.console import run
+
+    sys.exit(run(host, port, name))
+
+
+# ---------------------------------------------------------------------------- status
+@main.command()
+@click.option("--data-dir", type=click.Path(file_okay=False), default=DEFAULT_DATA_DIR, show_default=True)
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="cluster config file [default: <data-dir>/run/cluster.json]")
+@click.option("--json", "as_json", is_flag=True, help="print JSON for machines")
+def status(data_dir: str, config_file: str | None, as_json: bool) -> None:
+    """Ask every gateway and shard of a running cluster for its figures."""
+    from chatcluster.supervisor import fetch_status
+
+    path = Path(config_file) if config_file else Path(data_dir) / RUN_FILE
+    if not path.exists():
+        raise click.ClickException(f"no cluster config at {path}: is a cluster running with --data-dir {data_dir}?")
+    config = ClusterConfig.load(path)
+    rows = []
+    targets = [("gateway", g.id, g.control_host, g.control_port) for g in config.gateways]
+    targets += [("shard", s.id, s.control_host, s.control_port) for s in config.shards]
+    for role, node_id, host, port in targets:
+        try:
+            row = fetch_status((host, port))
+            row["state"] = "up"
+        except OSError as exc:
+            row = {"role": role, "id": node_id, "state": "unreachable", "error": str(exc)}
+        row["control"] = f"{host}:{port}"
+        rows.append(row)
+    if as_json:
+        click.echo(json.dumps({"processes": rows}, indent=2))
+    else:
+        _print_status(rows)
+    if any(r["state"] != "up" for r in rows):
+        sys.exit(1)
+
+
+def _print_status(rows: list[dict]) -> None:
+    header = f"{'role':8} {'id':>3} {'state':12} {'pid':>7} {'uptime':>8} {'sessions':>8} {'rooms':>6} " \
+             f"{'members':>7} {'msgs/s':>8} {'deliv/s':>9} {'rss MB':>7} {'cpu%':>5}  control"
+    click.echo(header)
+    for r in rows:
+        if r["state"] != "up":
+            click.secho(f"{r['role']:8} {r['id']:>3} {r['state']:12} {'':>7} {'':>8} {'':>8} {'':>6} {'':>7} "
+                        f"{'':>8} {'':>9} {'':>7} {'':>5}  {r['control']}  {r.get('error', '')}", fg="red")
+            continue
+        click.echo(f"{r['role']:8} {r['id']:>3} {'up':12} {r['pid']:>7} {r['uptime_s']:>7.0f}s "
+                   f"{r.get('sessions', ''):>8} {r['rooms']:>6} {r['members']:>7} "
+                   f"{r.get('msgs_in_per_s', 0):>8.0f} {r.get('deliveries_per_s', 0):>9.0f} "
+                   f"{r['rss_bytes'] / 1e6:>7.1f} {r['cpu_percent']:>5.0f}  {r['control']}")

@@ -1,0 +1,528 @@
+"""The gateway's logic: sessions, requests, routing to shards, fan-out to local members.
+
+Sans-I/O. GatewayCore is driven by calls (bytes from a client, a batch from
+a shard, a database answer, the clock) and acts through a GatewayIO port
+(queue an envelope for a shard, start a login, schedule a flush, close a
+connection). The asyncio/ZeroMQ adapter in gateway/server.py implements the
+port; tests drive the core with a recording port and real RoomBooks.
+
+Writes are coalesced: a frame for a session is appended to its `out` list and
+the session goes on the `dirty` list once; the adapter writes each dirty
+session once per event-loop pass, so one send carries many deliveries.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from chatcluster.common import logs
+from chatcluster.common.config import Limits
+from chatcluster.common.envelope import EnvelopeError, Kind, iter_items, parse
+from chatcluster.common.frames import (
+    MAX_FRAME,
+    ErrorCode,
+    FrameDecoder,
+    MsgId,
+    ProtocolError,
+    decode_body,
+    encode,
+    error_frame,
+)
+from chatcluster.common.hashing import owner
+from chatcluster.common.storage import LoginResult
+from chatcluster.gateway.session import Pending, Session, State
+from chatcluster.proto import chat_pb2, cluster_pb2
+from google.protobuf.message import DecodeError
+
+log = logging.getLogger("chatcluster.gateway")
+
+C_ROOM_CHAT_REQ = int(MsgId.C_ROOM_CHAT_REQ)
+PEER_CLOSED = "connection closed by peer"
+
+
+class GatewayIO(Protocol):
+    """What the core asks of the world. Every call returns at once."""
+
+    def to_shard(self, shard: int, kind: int, payload: bytes) -> None:
+        """Queue an envelope for a shard (sent with the others at the end of the pass)."""
+
+    def login(self, session_id: int, name: str, password: str) -> None:
+        """Check credentials off the loop; answer with core.on_login_done(session_id, result)."""
+
+    def allocate_room(self, request: int, name: str, creator_id: int) -> None:
+        """Get a new room id off the loop; answer with core.on_room_allocated(request, room_id)."""
+
+    def schedule_flush(self) -> None:
+        """Make sure flush_dirty() runs at the end of this loop pass."""
+
+    def close(self, session: Session, abort: bool = False) -> None:
+        """Close the connection, after writing what is queued unless abort."""
+
+    def pause_reading(self, session: Session) -> None: ...
+
+    def resume_reading(self, session: Session) -> None: ...
+
+
+class GatewayStats:
+    __slots__ = (
+        "accepted", "closed", "logins", "login_failures", "replaced", "protocol_errors", "bad_requests",
+        "chats_in", "bcast_in", "deliveries", "frames_out", "errors_sent", "slow_consumers", "timeouts",
+        "shard_errors", "undone",
+    )
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class GatewayCore:
+    def __init__(
+        self,
+        io: GatewayIO,
+        shard_ids: list[int],
+        limits: Limits | None = None,
+        registration_open: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
+    ) -> None:
+        self.io = io
+        self.shard_ids = list(shard_ids)
+        self.limits = limits or Limits()
+        self.registration_open = registration_open
+        self.clock = clock
+        self.clock_us = clock_us
+        self.sessions: dict[int, Session] = {}
+        self.players: dict[int, Session] = {}          # player id -> its one live session
+        self.rooms: dict[int, dict[int, Session]] = {}  # room id -> local members by session id
+        self.pending: dict[int, tuple[Session, Pending]] = {}  # request id -> waiting session
+        self.dirty: list[Session] = []
+        self.stats = GatewayStats()
+        self.verbose = log.isEnabledFor(logging.DEBUG)
+        self.shutting_down = False
+        self._session_ids = itertools.count(1)
+        self._request_ids = itertools.count(1)
+
+    # ---- connections --------------------------------------------------------
+    def open_session(self, transport: object = None, peer: str = "") -> Session:
+        session = Session(next(self._session_ids), FrameDecoder(self.limits.max_frame), transport, peer)
+        self.sessions[session.id] = session
+        self.stats.accepted += 1
+        if self.verbose:
+            log.debug("%sOnConnected() peer=%s", logs.ctx(session.id), peer)
+        if self.shutting_down:
+            self.send_error(session, ErrorCode.SHUTTING_DOWN, "the server is shutting down")
+            self._close(session, "shutting down")
+        return session
+
+    def connection_lost(self, session: Session) -> None:
+        if not session.closed:
+            self._drop(session, PEER_CLOSED)
+
+    def on_data(self, session: Session, data: bytes) -> None:
+        if session.closed:
+            return
+        session.decoder.feed(data)
+        self._pump(session)
+
+    def _pump(self, session: Session) -> None:
+        """Handle buffered frames until none is left or the session must wait for an answer."""
+        decoder = session.decoder
+        try:
+            while session.pending is None and session.state is not State.CLOSED:
+                frame = decoder.next_frame()
+                if frame is None:
+                    break
+                msg_id, body = frame
+                if msg_id == C_ROOM_CHAT_REQ and session.state is State.IN_ROOM:
+                    # The hot path: the shard decodes and checks the body; we only route it.
+                    chat = cluster_pb2.ChatIn(room_id=session.room_id, session=session.id, body=body)
+                    self.io.to_shard(session.room_shard, Kind.CHAT, chat.SerializeToString())
+                    self.stats.chats_in += 1
+                else:
+                    self._request(session, msg_id, body)
+        except ProtocolError as exc:
+            self.stats.protocol_errors += 1
+            log.info("%sprotocol error: %s; closing", logs.ctx(session.id, session.player_id), exc.message)
+            self.send_error(session, exc.code, exc.message)
+            self._close(session, "protocol error")
+            return
+        if session.closed:
+            return
+        if session.pending is not None and decoder.buffered:
+            if not session.paused:
+                session.paused = True
+                self.io.pause_reading(session)
+        elif session.paused:
+            session.paused = False
+            self.io.resume_reading(session)
+
+    # ---- requests -----------------------------------------------------------
+    def _request(self, session: Session, msg_id: int, body: bytes) -> None:
+        if self.verbose:
+            log.debug("%s%s bytes=%d", logs.ctx(session.id, session.player_id, session.room_id),
+                      MsgId(msg_id).name, len(body))
+        if session.state is State.CONNECTED and msg_id != MsgId.C_LOGIN_REQ:
+            self.send_error(session, ErrorCode.NOT_LOGGED_IN, "log in first")
+            return
+        try:
+            request = decode_body(msg_id, body)
+        except DecodeError:
+            self.stats.bad_requests += 1
+            self.send_error(session, ErrorCode.BAD_REQUEST, f"{MsgId(msg_id).name} does not decode")
+            return
+        handler = self._handlers[msg_id]
+        handler(self, session, request)
+
+    def _on_login(self, session: Session, req: chat_pb2.C_LOGIN_REQ) -> None:
+        if session.state is not State.CONNECTED:
+            self.send(session, encode(chat_pb2.S_LOGIN_RES(success=False, message="already logged in")))
+            return
+        problem = self._check_name(req.name, self.limits.max_name, "name")
+        if problem is None and not req.password:
+            problem = "password must not be empty"
+        if problem is None and len(req.password.encode("utf-8")) > self.limits.max_password:
+            problem = f"password longer than {self.limits.max_password} bytes"
+        if problem is not None:
+            self.stats.login_failures += 1
+            self.send(session, encode(chat_pb2.S_LOGIN_RES(success=False, message=problem)))
+            return
+        session.pending = Pending("login", 0, float("inf"), name=req.name)
+        self.io.login(session.id, req.name, req.password)
+
+    def on_login_done(self, session_id: int, result: LoginResult | BaseException) -> None:
+        session = self.sessions.get(session_id)
+        if session is None or session.closed:
+            return
+        name = session.pending.name if session.pending else ""
+        session.pending = None
+        if isinstance(result, BaseException):
+            self.stats.login_failures += 1
+            log.error("%slogin of %r failed: database error: %s", logs.ctx(session.id), name, result)
+            self.send(session, encode(chat_pb2.S_LOGIN_RES(
+                success=False, message="login is unavailable right now (database error); try again later")))
+        elif not result.ok:
+            self.stats.login_failures += 1
+            if self.verbose:
+                log.debug("%sS_LOGIN_RES success=false name=%r (%s)", logs.ctx(session.id), name, result.message)
+            self.send(session, encode(chat_pb2.S_LOGIN_RES(success=False, message=result.message)))
+        else:
+            previous = self.players.get(result.player_id)
+            if previous is not None and previous is not session:
+                self.stats.replaced += 1
+                log.info("%slogged in again from another connection (sess:%04x); replacing",
+                         logs.ctx(previous.id, result.player_id), session.id)
+                self.send_error(previous, ErrorCode.REPLACED, "logged in on another connection")
+                self._close(previous, "replaced")
+            session.bind(chat_pb2.Player(player_id=result.player_id, name=name))
+            self.players[result.player_id] = session
+            self.stats.logins += 1
+            if self.verbose:
+                log.debug("%sS_LOGIN_RES success=true name=%r", logs.ctx(session.id, result.player_id), name)
+            self.send(session, encode(chat_pb2.S_LOGIN_RES(success=True, player_id=result.player_id,
+                                                           message=result.message)))
+        self._pump(session)
+
+    def _on_create(self, session: Session, req: chat_pb2.C_CREATE_ROOM_REQ) -> None:
+        problem = self._check_name(req.name, self.limits.max_room_name, "room name")
+        if problem is not None:
+            self.send(session, encode(chat_pb2.S_CREATE_ROOM_RES(success=False, message=problem)))
+            return
+        request = next(self._request_ids)
+        pending = Pending("create", request, self.clock() + self.limits.request_timeout, name=req.name)
+        self._wait(session, pending)
+        self.io.allocate_room(request, req.name, session.player_id)
+
+    def on_room_allocated(self, request: int, room_id: int | BaseException) -> None:
+        entry = self.pending.get(request)
+        if entry is None:
+            return  # timed out already; the unused id is simply never used
+        session, pending = entry
+        if isinstance(room_id, BaseException):
+            log.error("%sroom id allocation failed: database error: %s", logs.ctx(session.id, session.player_id),
+                      room_id)
+            self._finish(request)
+            self.send(session, encode(chat_pb2.S_CREATE_ROOM_RES(
+                success=False, message="rooms cannot be created right now (database error)")))
+            self._pump(session)
+            return
+        if session.closed:
+            self._finish(request)
+            return
+        pending.shard = self.owner(room_id)
+        pending.deadline = self.clock() + self.limits.request_timeout
+        create = cluster_pb2.CreateRoom(request=request, room_id=room_id, name=pending.name,
+                                        member=cluster_pb2.Member(session=session.id, player=session.player))
+        self.io.to_shard(pending.shard, Kind.CREATE, create.SerializeToString())
+
+    def _on_join(self, session: Session, req: chat_pb2.C_JOIN_ROOM_REQ) -> None:
+        request = next(self._request_ids)
+        shard = self.owner(req.room_id)
+        self._wait(session, Pending("join", request, self.clock() + self.limits.request_timeout, shard=shard))
+        join = cluster_pb2.JoinRoom(request=request, room_id=req.room_id,
+                                    member=cluster_pb2.Member(session=session.id, player=session.player))
+        self.io.to_shard(shard, Kind.JOIN, join.SerializeToString())
+
+    def _on_chat(self, session: Session, req: chat_pb2.C_ROOM_CHAT_REQ) -> None:
+        # Chats in a room never get here (see _pump); this is a chat from the lobby.
+        self.send_error(session, ErrorCode.NOT_IN_ROOM, "not in a room")
+
+    def _on_leave(self, session: Session, req: chat_pb2.C_LEAVE_ROOM_REQ) -> None:
+        if session.state is not State.IN_ROOM:
+            self.send(session, encode(chat_pb2.S_LEAVE_ROOM_ACK(success=False, message="not in a room")))
+            return
+        self._leave_room(session)
+        self.send(session, encode(chat_pb2.S_LEAVE_ROOM_ACK(success=True, message="Left the room.")))
+
+    def _on_list(self, session: Session, req: chat_pb2.C_ROOM_LIST_REQ) -> None:
+        request = next(self._request_ids)
+        pending = Pending("list", request, self.clock() + self.limits.list_timeout,
+                          waiting=set(range(len(self.shard_ids))))
+        self._wait(session, pending)
+        payload = cluster_pb2.ListRooms(request=request).SerializeToString()
+        for shard in range(len(self.shard_ids)):
+            self.io.to_shard(shard, Kind.LIST, payload)
+
+    def _on_ping(self, session: Session, req: chat_pb2.C_PING) -> None:
+        self.send(session, encode(chat_pb2.S_PONG(client_time_us=req.client_time_us, server_time_us=self.clock_us())))
+
+    _handlers: dict[int, Callable[[GatewayCore, Session, object], None]] = {
+        MsgId.C_LOGIN_REQ: _on_login,
+        MsgId.C_CREATE_ROOM_REQ: _on_create,
+        MsgId.C_JOIN_ROOM_REQ: _on_join,
+        MsgId.C_ROOM_CHAT_REQ: _on_chat,
+        MsgId.C_LEAVE_ROOM_REQ: _on_leave,
+        MsgId.C_ROOM_LIST_REQ: _on_list,
+        MsgId.C_PING: _on_ping,
+    }
+
+    # ---- shards -------------------------------------------------------------
+    def owner(self, room_id: int) -> int:
+        """Index (into shard_ids) of the shard that owns a room."""
+        return owner(room_id, self.shard_ids)
+
+    def on_shard_batch(self, shard: int, data: bytes) -> None:
+        """Everything one ZeroMQ message from a shard carries."""
+        try:
+            for kind, payload in iter_items(data):
+                if kind == Kind.DELIVER:
+                    self._deliver(payload)
+                elif kind == Kind.REPLY:
+                    self._reply(shard, parse(kind, payload))
+                elif kind == Kind.ROOMS:
+                    self._rooms(shard, parse(kind, payload))
+                elif kind == Kind.HELLO:
+                    pass  # heartbeats: see the supervisor/health issue
+                else:
+                    raise EnvelopeError(f"a gateway does not take envelopes of kind {kind}")
+        except EnvelopeError as exc:
+            self.stats.shard_errors += 1
+            log.error(" bad batch from shard %d: %s", self.shard_ids[shard], exc)
+
+    def _deliver(self, payload: bytes) -> None:
+        msg = cluster_pb2.Deliver()
+        msg.ParseFromString(payload)
+        members = self.rooms.get(msg.room_id)
+        if not members:
+            return
+        frame = msg.frame
+        skip = msg.except_session
+        dirty = self.dirty
+        count = 0
+        for session in members.values():
+            if session.id == skip:
+                continue
+            session.out.append(frame)
+            count += 1
+            if not session.dirty:
+                session.dirty = True
+                dirty.append(session)
+        self.stats.bcast_in += 1
+        self.stats.deliveries += count
+        if count:
+            self.io.schedule_flush()
+
+    def _reply(self, shard: int, msg: cluster_pb2.Reply) -> None:
+        if msg.request == 0:
+            session = self.sessions.get(msg.session)
+            if session is None or session.closed:
+                return
+            if msg.not_member and msg.room_id == session.room_id and session.state is State.IN_ROOM:
+                # The shard no longer has this session in its room (e.g. it restarted): stop routing there.
+                self._forget_room(session)
+            self.send(session, msg.frame)
+            return
+        entry = self.pending.get(msg.request)
+        if entry is None or entry[0].closed:
+            # Nobody waits for this answer any more (timed out, or the client left).
+            self._finish(msg.request)
+            if msg.ok and msg.room_id:
+                self.stats.undone += 1
+                undo = cluster_pb2.LeaveRoom(request=0, room_id=msg.room_id, session=msg.session)
+                self.io.to_shard(shard, Kind.LEAVE, undo.SerializeToString())
+            return
+        session, pending = entry
+        self._finish(msg.request)
+        if msg.ok and pending.op in ("create", "join"):
+            previous = session.room_id if session.state is State.IN_ROOM else 0
+            if previous != msg.room_id:
+                if previous:
+                    self._leave_room(session)
+                self.rooms.setdefault(msg.room_id, {})[session.id] = session
+                session.enter(msg.room_id, shard)
+            if self.verbose:
+                log.debug("%s%s OK", logs.ctx(session.id, session.player_id, msg.room_id), pending.op)
+        self.send(session, msg.frame)
+        self._pump(session)
+
+    def _rooms(self, shard: int, msg: cluster_pb2.RoomList) -> None:
+        entry = self.pending.get(msg.request)
+        if entry is None:
+            return
+        session, pending = entry
+        pending.rooms.extend(msg.rooms)
+        pending.waiting.discard(shard)
+        if not pending.waiting:
+            self._answer_list(session, pending)
+
+    def _answer_list(self, session: Session, pending: Pending) -> None:
+        self._finish(pending.request)
+        rooms = sorted(pending.rooms, key=lambda r: r.room_id)
+        res = chat_pb2.S_ROOM_LIST_RES()
+        size = 4
+        for room in rooms:
+            entry = room.ByteSize() + 3  # tag + length varint (rooms are < 16 KiB)
+            if size + entry > MAX_FRAME:
+                break
+            res.rooms.append(room)
+            size += entry
+        if pending.waiting:
+            missing = ", ".join(str(self.shard_ids[i]) for i in sorted(pending.waiting))
+            log.warning("%sroom list without shard(s) %s: no answer in %.1f s",
+                        logs.ctx(session.id, session.player_id), missing, self.limits.list_timeout)
+        self.send(session, encode(res))
+        self._pump(session)
+
+    # ---- time ---------------------------------------------------------------
+    def tick(self) -> None:
+        """Expire requests whose shard did not answer; call a few times a second."""
+        now = self.clock()
+        expired = [(req, s, p) for req, (s, p) in self.pending.items() if p.deadline <= now]
+        for request, session, pending in expired:
+            if pending.op == "list":
+                self._answer_list(session, pending)
+                continue
+            self.stats.timeouts += 1
+            # Keep no entry: a late success is undone in _reply.
+            self._finish(request)
+            if session.closed:
+                continue
+            shard = self.shard_ids[pending.shard] if pending.shard >= 0 else "?"
+            log.warning("%s%s: shard %s did not answer in %.1f s", logs.ctx(session.id, session.player_id),
+                        pending.op, shard, self.limits.request_timeout)
+            self.send_error(session, ErrorCode.UNAVAILABLE, "the room service did not answer in time; try again")
+            self._pump(session)
+
+    # ---- shutdown -----------------------------------------------------------
+    def shutdown(self) -> None:
+        """Tell every client we are going and close them (after their queued frames)."""
+        self.shutting_down = True
+        for session in list(self.sessions.values()):
+            if not session.closed:
+                self.send_error(session, ErrorCode.SHUTTING_DOWN, "the server is shutting down")
+                self._close(session, "shutting down")
+
+    # ---- output ---------------------------------------------------------------
+    def send(self, session: Session, frame: bytes) -> None:
+        if session.closed:
+            return
+        session.out.append(frame)
+        self.stats.frames_out += 1
+        if not session.dirty:
+            session.dirty = True
+            self.dirty.append(session)
+            self.io.schedule_flush()
+
+    def send_error(self, session: Session, code: int, message: str) -> None:
+        self.stats.errors_sent += 1
+        if self.verbose:
+            log.debug("%sS_ERROR %s %s", logs.ctx(session.id, session.player_id, session.room_id),
+                      ErrorCode.Name(code), message)
+        self.send(session, error_frame(code, message))
+
+    def take_dirty(self) -> list[Session]:
+        """The sessions with frames to write, each once; their `out` lists are the caller's to drain."""
+        dirty, self.dirty = self.dirty, []
+        for session in dirty:
+            session.dirty = False
+        return dirty
+
+    def on_slow_consumer(self, session: Session, queued: int) -> None:
+        """The client stopped reading and its queue passed the bound: drop it, not the room."""
+        if session.closed:
+            return
+        self.stats.slow_consumers += 1
+        log.warning("%sslow consumer: %d bytes queued > limit %d; disconnecting",
+                    logs.ctx(session.id, session.player_id, session.room_id), queued, self.limits.write_buffer)
+        session.out.clear()
+        self._drop(session, "slow consumer", abort=True)
+
+    # ---- internals ------------------------------------------------------------
+    def _wait(self, session: Session, pending: Pending) -> None:
+        session.pending = pending
+        self.pending[pending.request] = (session, pending)
+
+    def _finish(self, request: int) -> None:
+        entry = self.pending.pop(request, None)
+        if entry is not None and entry[0].pending is entry[1]:
+            entry[0].pending = None
+
+    def _leave_room(self, session: Session) -> None:
+        """Leave the current room: stop local delivery at once, tell the owning shard."""
+        room_id, shard = session.room_id, session.room_shard
+        self._forget_room(session)
+        leave = cluster_pb2.LeaveRoom(request=0, room_id=room_id, session=session.id)
+        self.io.to_shard(shard, Kind.LEAVE, leave.SerializeToString())
+
+    def _forget_room(self, session: Session) -> None:
+        members = self.rooms.get(session.room_id)
+        if members is not None:
+            members.pop(session.id, None)
+            if not members:
+                del self.rooms[session.room_id]
+        session.to_lobby()
+
+    def _close(self, session: Session, reason: str) -> None:
+        """Close from our side, after the frames already queued for it."""
+        self._drop(session, reason)
+
+    def _drop(self, session: Session, reason: str, abort: bool = False) -> None:
+        if session.closed:
+            return
+        if session.state is State.IN_ROOM:
+            self._leave_room(session)
+        if session.player is not None and self.players.get(session.player_id) is session:
+            del self.players[session.player_id]
+        session.close()
+        self.sessions.pop(session.id, None)
+        self.stats.closed += 1
+        level = logging.DEBUG if reason == PEER_CLOSED else logging.INFO
+        if level == logging.INFO or self.verbose:
+            log.log(level, "%sOnDisconnected() %s", logs.ctx(session.id, session.player_id), reason)
+        self.io.close(session, abort)
+
+    @staticmethod
+    def _check_name(name: str, limit: int, what: str) -> str | None:
+        if not name:
+            return f"{what} must not be empty"
+        if len(name.encode("utf-8")) > limit:
+            return f"{what} longer than {limit} bytes"
+        if not name.isprintable() or name != name.strip():
+            return f"{what} has control characters or surrounding spaces"
+        return None

@@ -1,0 +1,296 @@
+"""The gateway process: asyncio transports and ZeroMQ links around a GatewayCore.
+
+Only loop-agnostic asyncio APIs are used (Protocol callbacks, call_soon,
+run_in_executor, create_server), so the same code runs on uvloop, the stock
+selector loop and Windows' IOCP ProactorEventLoop; ZeroMQ joins whichever
+loop through common/zmqbridge.py. Everything that blocks (password hashing,
+database queries) runs in a thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from chatcluster.common import logs, procutil
+from chatcluster.common.config import ClusterConfig
+from chatcluster.common.control import ControlServer, Snapshot
+from chatcluster.common.envelope import Batch
+from chatcluster.common.storage import DB, Database, LoginResult, login_steps, open_database
+from chatcluster.common.zmqbridge import Links, open_links
+from chatcluster.gateway.core import GatewayCore
+from chatcluster.gateway.session import Session
+
+log = logging.getLogger("chatcluster.gateway")
+
+DRAIN_SECONDS = 2.0  # on shutdown, how long clients get to read their SHUTTING_DOWN
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop to run on: uvloop where it exists, IOCP on Windows, or the stock loop."""
+    if name == "auto":
+        name = "asyncio" if sys.platform == "win32" else "uvloop"
+        if name == "uvloop":
+            try:
+                import uvloop  # noqa: F401
+            except ImportError:
+                name = "asyncio"
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    if name == "asyncio":
+        # On Windows this is the ProactorEventLoop (IOCP), elsewhere the selector loop.
+        return asyncio.new_event_loop
+    raise ValueError(f"unknown event loop {name!r}; use auto, uvloop or asyncio")
+
+
+def loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    """uvloop, or asyncio's loop class (SelectorEventLoop / ProactorEventLoop)."""
+    module = type(loop).__module__.split(".")[0]
+    return "uvloop" if module == "uvloop" else type(loop).__name__
+
+
+class ClientProtocol(asyncio.Protocol):
+    """One client connection; hands everything to the core."""
+
+    __slots__ = ("server", "session", "transport")
+
+    def __init__(self, server: GatewayServer) -> None:
+        self.server = server
+        self.session: Session | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.server.connections += 1
+        limit = self.server.config.limits.write_buffer
+        # Above `limit` unsent bytes, pause_writing fires: the client is not reading.
+        transport.set_write_buffer_limits(high=limit, low=limit // 2)
+        peer = transport.get_extra_info("peername")
+        self.session = self.server.core.open_session(transport, f"{peer[0]}:{peer[1]}" if peer else "?")
+
+    def data_received(self, data: bytes) -> None:
+        self.server.core.on_data(self.session, data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections -= 1
+        self.server.core.connection_lost(self.session)
+
+    def pause_writing(self) -> None:
+        session = self.session
+        if session is not None and session.transport is not None:
+            self.server.core.on_slow_consumer(session, session.transport.get_write_buffer_size())
+
+    def resume_writing(self) -> None:
+        pass
+
+
+class GatewayServer:
+    """Implements GatewayIO for the core on a real loop, sockets and database."""
+
+    def __init__(self, config: ClusterConfig, gateway_id: int, loop: asyncio.AbstractEventLoop, db: Database,
+                 db_executor: ThreadPoolExecutor, cpu_executor: ThreadPoolExecutor) -> None:
+        self.config = config
+        self.spec = config.gateway(gateway_id)
+        self.gateway_id = gateway_id
+        self.loop = loop
+        self.db = db
+        self.db_executor = db_executor    # one thread per pooled connection
+        self.cpu_executor = cpu_executor  # password hashing: one thread per core
+        self.core = GatewayCore(self, config.shard_ids, config.limits, registration_open=config.registration == "open")
+        self.batches = [Batch() for _ in config.shards]
+        self.links: Links = open_links(loop, config.zmq_bridge, f"gw{gateway_id}".encode(),
+                                       [s.endpoint for s in config.shards], self.core.on_shard_batch)
+        self._flush_scheduled = False
+        self.connections = 0  # transports not yet closed (a closing one still drains its buffer)
+        self.writes = 0
+        self.bytes_out = 0
+        self.bytes_in = 0
+        self.snapshot = Snapshot()
+        self.started = time.time()
+        self.cpu = procutil.CpuMeter()
+        self._prev: tuple[float, ...] | None = None
+
+    # ---- GatewayIO ------------------------------------------------------------
+    def to_shard(self, shard: int, kind: int, payload: bytes) -> None:
+        self.batches[shard].add(kind, payload)
+        self.schedule_flush()
+
+    def login(self, session_id: int, name: str, password: str) -> None:
+        steps = login_steps(self.db, name, password, self.core.registration_open)
+        task = self.loop.create_task(self._run_steps(steps))
+        task.add_done_callback(lambda f: self.core.on_login_done(session_id, _outcome(f)))
+
+    async def _run_steps(self, steps) -> LoginResult:
+        """login_steps with database steps on the DB pool and password hashing on the CPU pool."""
+        value = None
+        while True:
+            try:
+                kind, fn, args = steps.send(value)
+            except StopIteration as done:
+                return done.value
+            executor = self.db_executor if kind == DB else self.cpu_executor
+            value = await self.loop.run_in_executor(executor, fn, *args)
+
+    def allocate_room(self, request: int, name: str, creator_id: int) -> None:
+        future = self.loop.run_in_executor(self.db_executor, self.db.allocate_room, name, creator_id)
+        future.add_done_callback(lambda f: self.core.on_room_allocated(request, _outcome(f)))
+
+    def schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def close(self, session: Session, abort: bool = False) -> None:
+        transport = session.transport
+        if transport is None:
+            return
+        if abort:
+            session.out.clear()
+            transport.abort()
+            return
+        if session.out:
+            self._write(transport, session.out)
+        transport.close()
+
+    def pause_reading(self, session: Session) -> None:
+        if session.transport is not None and not session.transport.is_closing():
+            session.transport.pause_reading()
+
+    def resume_reading(self, session: Session) -> None:
+        if session.transport is not None and not session.transport.is_closing():
+            session.transport.resume_reading()
+
+    # ---- the once-per-pass flush ------------------------------------------------
+    def flush(self) -> None:
+        """Send this pass's envelopes to the shards, then write each dirty session once."""
+        self._flush_scheduled = False
+        for shard, batch in enumerate(self.batches):
+            if batch:
+                self.links.send(shard, batch.take())
+        for session in self.core.take_dirty():
+            if session.out:
+                if session.closed or session.transport is None:
+                    session.out.clear()
+                else:
+                    self._write(session.transport, session.out)
+
+    def _write(self, transport: asyncio.Transport, out: list[bytes]) -> None:
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self.writes += 1
+        self.bytes_out += len(data)
+        transport.write(data)
+
+    # ---- figures ----------------------------------------------------------------
+    def publish(self) -> None:
+        now = time.monotonic()
+        st = self.core.stats
+        counters = (now, st.chats_in, st.deliveries, self.writes, self.links.stats.received, self.links.stats.sent)
+        rates = {}
+        if self._prev is not None:
+            dt = max(now - self._prev[0], 1e-6)
+            names = ("msgs_in_per_s", "deliveries_per_s", "writes_per_s", "zmq_in_per_s", "zmq_out_per_s")
+            rates = {n: (c - p) / dt for n, c, p in zip(names, counters[1:], self._prev[1:], strict=True)}
+        self._prev = counters
+        members = sum(len(m) for m in self.core.rooms.values())
+        pending_out = sum(s.transport.get_write_buffer_size() for s in self.core.sessions.values()
+                          if s.transport is not None)
+        self.snapshot.publish({
+            "role": "gateway",
+            "id": self.gateway_id,
+            "pid": os.getpid(),
+            "uptime_s": time.time() - self.started,
+            "listen": f"{self.spec.host}:{self.spec.port}",
+            "loop": loop_name(self.loop),
+            "zmq_bridge": self.links.mode,
+            "sessions": len(self.core.sessions),
+            "players": len(self.core.players),
+            "rooms": len(self.core.rooms),
+            "members": members,
+            "pending_requests": len(self.core.pending),
+            "writes": self.writes,
+            "bytes_out": self.bytes_out,
+            "send_buffer_bytes": pending_out,
+            "db_pool": self.db.pool.stats(),
+            "zmq": self.links.stats.as_dict(),
+            "rss_bytes": procutil.rss_bytes(),
+            "cpu_percent": self.cpu.read(),
+            **self.core.stats.as_dict(),
+            **rates,
+        })
+
+    async def ticker(self) -> None:
+        next_publish = 0.0
+        while True:
+            self.core.tick()
+            now = time.monotonic()
+            if now >= next_publish:
+                self.publish()
+                next_publish = now + 1.0
+            await asyncio.sleep(0.25)
+
+
+def _outcome(future: asyncio.Future) -> object:
+    exc = future.exception()
+    return exc if exc is not None else future.result()
+
+
+async def serve(config: ClusterConfig, gateway_id: int) -> None:
+    loop = asyncio.get_running_loop()
+    spec = config.gateway(gateway_id)
+    db_executor = ThreadPoolExecutor(max_workers=config.db_pool_size, thread_name_prefix="db")
+    cpu_executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="hash")
+    db = await loop.run_in_executor(db_executor, lambda: open_database(config.db_url, config.db_pool_size,
+                                                                        config.scrypt_n))
+    server = GatewayServer(config, gateway_id, loop, db, db_executor, cpu_executor)
+    stop = asyncio.Event()
+    _install_stop(loop, stop.set)
+    same_port = [g for g in config.gateways if (g.host, g.port) == (spec.host, spec.port)]
+    listener = await loop.create_server(
+        lambda: ClientProtocol(server), spec.host, spec.port, backlog=4096,
+        reuse_port=len(same_port) > 1 or None,
+    )
+    control = ControlServer(spec.control_host, spec.control_port, server.snapshot).start()
+    server.publish()
+    ticker = loop.create_task(server.ticker())
+    log.info(" gateway %d listening on %s:%d (%s loop, zmq bridge: %s, %d shards, control http://%s:%d, pid %d)",
+             gateway_id, spec.host, spec.port, loop_name(loop), server.links.mode, len(config.shards),
+             spec.control_host, control.port, os.getpid())
+    try:
+        await stop.wait()
+    finally:
+        log.info(" gateway %d shutting down: %d sessions", gateway_id, len(server.core.sessions))
+        listener.close()
+        server.core.shutdown()
+        server.flush()
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while server.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        ticker.cancel()
+        server.links.close()
+        control.close()
+        db_executor.shutdown(wait=False, cancel_futures=True)
+        cpu_executor.shutdown(wait=False, cancel_futures=True)
+        db.close()
+
+
+def _install_stop(loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -> None:
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop)
+    except (NotImplementedError, AttributeError):  # Windows loops
+        procutil.on_stop_signals(lambda: loop.call_soon_threadsafe(stop))
+
+
+def run_gateway(config: ClusterConfig, gateway_id: int) -> int:
+    logs.setup(f"gw{gateway_id}" if len(config.gateways) > 1 else "gw", config.verbose,
+               config.log_file(f"gateway-{gateway_id}"))
+    with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
+        runner.run(serve(config, gateway_id))
+    return 0

@@ -1,0 +1,102 @@
+"""One client connection's state: connected -> logged in (lobby) -> in room -> closed.
+
+A Session handles at most one request that needs an answer from elsewhere
+(the database for a login or a room id, a shard for a join) at a time; until
+that answer comes it is `busy` and the gateway stops reading its socket, so a
+client that pipelines `join` and `chat` still has its chat go to the room it
+joined, and a flooding client is held back by TCP instead of by our memory.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from chatcluster.common.frames import FrameDecoder
+from chatcluster.proto import chat_pb2
+
+
+class State(enum.Enum):
+    CONNECTED = "connected"   # no player yet: only C_LOGIN_REQ is accepted
+    LOBBY = "lobby"           # logged in, in no room
+    IN_ROOM = "in_room"
+    CLOSED = "closed"
+
+
+class InvalidTransition(RuntimeError):
+    """A bug: the gateway tried a state change the state machine does not allow."""
+
+
+@dataclass(slots=True)
+class Pending:
+    """A request waiting for the database or a shard."""
+
+    op: str                    # login | create | join | list
+    request: int               # gateway-wide request id (0 for login)
+    deadline: float
+    shard: int = -1            # which shard answers (create, join)
+    waiting: set[int] = field(default_factory=set)      # list: shards yet to answer
+    rooms: list[Any] = field(default_factory=list)      # list: RoomInfo collected so far
+    name: str = ""             # login: the player's name; create: the room's name
+
+
+class Session:
+    __slots__ = (
+        "id", "state", "player", "room_id", "room_shard", "pending", "decoder",
+        "out", "dirty", "paused", "transport", "peer",
+    )
+
+    def __init__(self, session_id: int, decoder: FrameDecoder, transport: Any = None, peer: str = "") -> None:
+        self.id = session_id
+        self.state = State.CONNECTED
+        self.player: chat_pb2.Player | None = None
+        self.room_id = 0
+        self.room_shard = -1
+        self.pending: Pending | None = None
+        self.decoder = decoder
+        self.out: list[bytes] = []   # frames to write at the end of this loop pass
+        self.dirty = False           # already on the gateway's list of sessions to flush
+        self.paused = False          # reading paused while busy
+        self.transport = transport
+        self.peer = peer
+
+    # ---- queries ----------------------------------------------------------
+    @property
+    def player_id(self) -> int:
+        return self.player.player_id if self.player is not None else 0
+
+    @property
+    def busy(self) -> bool:
+        return self.pending is not None
+
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
+
+    # ---- transitions ------------------------------------------------------
+    def bind(self, player: chat_pb2.Player) -> None:
+        """Login succeeded: the session speaks for this player from now on."""
+        self._require(State.CONNECTED)
+        self.player = player
+        self.state = State.LOBBY
+
+    def enter(self, room_id: int, shard: int) -> None:
+        self._require(State.LOBBY, State.IN_ROOM)
+        self.room_id = room_id
+        self.room_shard = shard
+        self.state = State.IN_ROOM
+
+    def to_lobby(self) -> None:
+        self._require(State.IN_ROOM)
+        self.room_id = 0
+        self.room_shard = -1
+        self.state = State.LOBBY
+
+    def close(self) -> None:
+        self.state = State.CLOSED
+
+    def _require(self, *states: State) -> None:
+        if self.state not in states:
+            allowed = ", ".join(s.value for s in states)
+            raise InvalidTransition(f"session {self.id:04x} is {self.state.value}, expected {allowed}")

@@ -1,0 +1,169 @@
+"""An in-memory cluster for logic tests: real GatewayCores and RoomBooks, no sockets, no loop.
+
+Envelopes and database answers are queued and delivered when the test calls
+run(), so a test can also look at the state in between (a session busy while
+its join is in flight, say).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+from chatcluster.common.config import Limits
+from chatcluster.common.envelope import iter_items, parse
+from chatcluster.common.frames import MAX_FRAME, SERVER_IDS, FrameDecoder, decode_body, encode
+from chatcluster.common.storage import Database
+from chatcluster.gateway.core import GatewayCore
+from chatcluster.gateway.session import Session
+from chatcluster.proto import chat_pb2
+from chatcluster.shards.rooms import Outbox, RoomBook
+
+
+class Client:
+    """The far end of one session: what it was sent, decoded."""
+
+    def __init__(self, gateway: Gateway, session: Session) -> None:
+        self.gateway = gateway
+        self.session = session
+        self.decoder = FrameDecoder(MAX_FRAME, SERVER_IDS)
+        self.inbox: deque = deque()
+        self.closed = False
+        self._msg_ids = 0
+
+    def send(self, *messages) -> None:
+        self.gateway.core.on_data(self.session, b"".join(encode(m) for m in messages))
+
+    def send_raw(self, data: bytes) -> None:
+        self.gateway.core.on_data(self.session, data)
+
+    def receive(self, data: bytes) -> None:
+        self.decoder.feed(data)
+        for msg_id, body in self.decoder.frames():
+            self.inbox.append(decode_body(msg_id, body))
+
+    def take(self) -> list:
+        out = list(self.inbox)
+        self.inbox.clear()
+        return out
+
+    def one(self, cls):
+        got = self.take()
+        assert len(got) == 1 and isinstance(got[0], cls), f"expected one {cls.__name__}, got {got}"
+        return got[0]
+
+    def chat(self, text: str, client_msg_id: int | None = None) -> int:
+        self._msg_ids += 1
+        mid = client_msg_id if client_msg_id is not None else self._msg_ids
+        self.send(chat_pb2.C_ROOM_CHAT_REQ(text=text, client_msg_id=mid))
+        return mid
+
+
+class Gateway:
+    """GatewayIO of one GatewayCore, wired to the cluster's queues."""
+
+    def __init__(self, cluster: MemCluster, name: bytes, **core_options) -> None:
+        self.cluster = cluster
+        self.name = name
+        self.core = GatewayCore(self, list(range(len(cluster.shards))), cluster.limits, **core_options)
+        self.clients: dict[int, Client] = {}
+        self.paused: set[int] = set()
+        self.flush_scheduled = False
+
+    def connect(self) -> Client:
+        self._opening: list[Client] = []
+        session = self.core.open_session(peer="test")
+        client = self.clients[session.id] = Client(self, session)
+        for early in self._opening:  # closed while opening (a server shutting down)
+            client.receive(early)
+            client.closed = True
+        return client
+
+    # GatewayIO
+    def to_shard(self, shard: int, kind: int, payload: bytes) -> None:
+        self.cluster.to_shards.append((self, shard, kind, payload))
+
+    def login(self, session_id: int, name: str, password: str) -> None:
+        self.cluster.db_jobs.append((self.core.on_login_done, session_id,
+                                     lambda: self.cluster.db.login(name, password, self.core.registration_open)))
+
+    def allocate_room(self, request: int, name: str, creator_id: int) -> None:
+        self.cluster.db_jobs.append((self.core.on_room_allocated, request,
+                                     lambda: self.cluster.db.allocate_room(name, creator_id)))
+
+    def schedule_flush(self) -> None:
+        self.flush_scheduled = True
+
+    def close(self, session: Session, abort: bool = False) -> None:
+        client = self.clients.get(session.id)
+        if client is None:
+            self._opening.append(b"".join(session.out))
+            session.out.clear()
+            return
+        if not abort and session.out:
+            client.receive(b"".join(session.out))
+        session.out.clear()
+        client.closed = True
+
+    def pause_reading(self, session: Session) -> None:
+        self.paused.add(session.id)
+
+    def resume_reading(self, session: Session) -> None:
+        self.paused.discard(session.id)
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        for session in self.core.take_dirty():
+            if session.out and not session.closed:
+                self.clients[session.id].receive(b"".join(session.out))
+            session.out.clear()
+
+
+class MemCluster:
+    def __init__(self, tmp_path: Path, shards: int = 2, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self.db = Database(f"sqlite:///{tmp_path / 'chat.db'}", pool_size=2, scrypt_n=16)
+        self.db.init_schema()
+        self.shards = [RoomBook(self.limits) for _ in range(shards)]
+        self.to_shards: deque = deque()
+        self.db_jobs: deque = deque()
+        self.gateways: list[Gateway] = []
+        self.db_down = False
+
+    def gateway(self, **core_options) -> Gateway:
+        gw = Gateway(self, b"gw%d" % len(self.gateways), **core_options)
+        self.gateways.append(gw)
+        return gw
+
+    def run(self, db: bool = True, shards: bool = True) -> None:
+        """Deliver everything queued, until nothing moves."""
+        progress = True
+        while progress:
+            progress = False
+            while db and self.db_jobs:
+                done, key, work = self.db_jobs.popleft()
+                try:
+                    result = RuntimeError("database is down") if self.db_down else work()
+                except Exception as exc:  # noqa: BLE001
+                    result = exc
+                done(key, result)
+                progress = True
+            while shards and self.to_shards:
+                gw, shard, kind, payload = self.to_shards.popleft()
+                out = Outbox()
+                self.shards[shard].handle(gw.name, kind, parse(kind, payload), out)
+                self._deliver(shard, out)
+                progress = True
+            for gw in self.gateways:
+                if gw.flush_scheduled or gw.core.dirty:
+                    gw.flush()
+
+    def _deliver(self, shard: int, out: Outbox) -> None:
+        by_name = {gw.name: gw for gw in self.gateways}
+        for name, data in out.take():
+            assert list(iter_items(data))  # a batch is never empty
+            by_name[name].core.on_shard_batch(shard, data)
+
+
+def rooms_on(cluster: MemCluster) -> list[list[int]]:
+    return [sorted(book.rooms) for book in cluster.shards]
