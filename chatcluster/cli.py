@@ -95,6 +95,11 @@ def _run_cluster(config: ClusterConfig) -> int:
     config.validate()
     check_limits(config.limits)
     logs.setup("sup", config.verbose, config.log_file("supervisor"))
+    lock = _lock_data_dir(config.data_path)
+    if lock is None:
+        click.secho(f"chatctl up: another cluster is running with data dir {config.data_dir}; "
+                    "stop it first or use another --data-dir", fg="red", err=True)
+        return 2
     run_file = config.data_path / RUN_FILE
     config.save(run_file)
     try:  # create the schema once, before any child races to do it
@@ -123,6 +128,23 @@ def _run_cluster(config: ClusterConfig) -> int:
     supervisor.stop()
     click.echo(f"chatctl up: stopped in {time.monotonic() - started:.1f} s", err=True)
     return 0
+
+
+def _lock_data_dir(data_dir: Path):
+    """An exclusive lock on the data dir for as long as this process lives; None if someone holds it."""
+    path = data_dir / "run" / "lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - held open on purpose until exit
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; the port check still catches a second cluster
+        return handle
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
 
 
 def _print_up(config: ClusterConfig, pids: dict[str, int]) -> None:

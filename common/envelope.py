@@ -13,8 +13,9 @@ import struct
 from collections.abc import Iterator
 from enum import IntEnum
 
-from chatcluster.proto import cluster_pb2
 from google.protobuf.message import Message
+
+from chatcluster.proto import cluster_pb2
 
 ITEM = struct.Struct("<BI")
 

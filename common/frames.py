@@ -10,8 +10,9 @@ from __future__ import annotations
 import struct
 from enum import IntEnum
 
-from chatcluster.proto import chat_pb2
 from google.protobuf.message import DecodeError, Message
+
+from chatcluster.proto import chat_pb2
 
 HEADER = struct.Struct("<HH")
 HEADER_SIZE = HEADER.size

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from google.protobuf.message import DecodeError
+
 from chatcluster.common import logs
 from chatcluster.common.config import Limits
 from chatcluster.common.envelope import EnvelopeError, Kind, iter_items, parse
@@ -36,7 +38,6 @@ from chatcluster.common.hashing import owner
 from chatcluster.common.storage import LoginResult
 from chatcluster.gateway.session import Pending, Session, State
 from chatcluster.proto import chat_pb2, cluster_pb2
-from google.protobuf.message import DecodeError
 
 log = logging.getLogger("chatcluster.gateway")
 

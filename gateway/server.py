@@ -32,6 +32,10 @@ log = logging.getLogger("chatcluster.gateway")
 DRAIN_SECONDS = 2.0  # on shutdown, how long clients get to read their SHUTTING_DOWN
 
 
+class StartupError(Exception):
+    """The process cannot start (a port is taken, say): one clear line, no traceback."""
+
+
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
     """The event loop to run on: uvloop where it exists, IOCP on Windows, or the stock loop."""
     if name == "auto":
@@ -54,7 +58,7 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
 def loop_name(loop: asyncio.AbstractEventLoop) -> str:
     """uvloop, or asyncio's loop class (SelectorEventLoop / ProactorEventLoop)."""
     module = type(loop).__module__.split(".")[0]
-    return "uvloop" if module == "uvloop" else type(loop).__name__
+    return "uvloop" if module == "uvloop" else type(loop).__name__.lstrip("_").replace("Unix", "")
 
 
 class ClientProtocol(asyncio.Protocol):
@@ -252,11 +256,19 @@ async def serve(config: ClusterConfig, gateway_id: int) -> None:
     stop = asyncio.Event()
     _install_stop(loop, stop.set)
     same_port = [g for g in config.gateways if (g.host, g.port) == (spec.host, spec.port)]
-    listener = await loop.create_server(
-        lambda: ClientProtocol(server), spec.host, spec.port, backlog=4096,
-        reuse_port=len(same_port) > 1 or None,
-    )
-    control = ControlServer(spec.control_host, spec.control_port, server.snapshot).start()
+    try:
+        listener = await loop.create_server(
+            lambda: ClientProtocol(server), spec.host, spec.port, backlog=4096,
+            reuse_port=len(same_port) > 1 or None,
+        )
+    except OSError as exc:
+        raise StartupError(f"cannot listen for clients on {spec.host}:{spec.port}: {exc.strerror or exc}") from exc
+    try:
+        control = ControlServer(spec.control_host, spec.control_port, server.snapshot).start()
+    except OSError as exc:
+        listener.close()
+        raise StartupError(f"cannot open the control port {spec.control_host}:{spec.control_port}: "
+                           f"{exc.strerror or exc}") from exc
     server.publish()
     ticker = loop.create_task(server.ticker())
     log.info(" gateway %d listening on %s:%d (%s loop, zmq bridge: %s, %d shards, control http://%s:%d, pid %d)",
@@ -291,6 +303,10 @@ def _install_stop(loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -> 
 def run_gateway(config: ClusterConfig, gateway_id: int) -> int:
     logs.setup(f"gw{gateway_id}" if len(config.gateways) > 1 else "gw", config.verbose,
                config.log_file(f"gateway-{gateway_id}"))
-    with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
-        runner.run(serve(config, gateway_id))
+    try:
+        with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
+            runner.run(serve(config, gateway_id))
+    except StartupError as exc:
+        log.error(" gateway %d: %s", gateway_id, exc)
+        return 2
     return 0

@@ -18,11 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from heapq import nsmallest
 
+from google.protobuf.message import DecodeError
+
 from chatcluster.common.config import Limits
 from chatcluster.common.envelope import Batch, Kind
 from chatcluster.common.frames import MAX_FRAME, ErrorCode, encode, error_frame
 from chatcluster.proto import chat_pb2, cluster_pb2
-from google.protobuf.message import DecodeError
 
 #: A room list never carries more than this many rooms per shard (a client frame holds fewer).
 LIST_CAP = 8192

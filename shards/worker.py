@@ -15,6 +15,7 @@ import time
 from collections import deque
 
 import zmq
+
 from chatcluster.common import logs, procutil
 from chatcluster.common.config import ClusterConfig
 from chatcluster.common.control import ControlServer, Snapshot
@@ -27,6 +28,10 @@ DRAIN_BUDGET = 512
 HWM = 100_000
 BACKLOG_LIMIT = 100_000
 STATUS_ROOM_IDS = 1000  # room ids listed in /status (enough to see who owns what)
+
+
+class StartupError(Exception):
+    """The shard cannot start (its endpoint or control port is taken): one clear line."""
 
 
 class ShardWorker:
@@ -68,8 +73,17 @@ class ShardWorker:
         router.setsockopt(zmq.LINGER, 2000)
         if self.spec.endpoint.startswith("ipc://"):
             os.makedirs(os.path.dirname(self.spec.endpoint[len("ipc://"):]), exist_ok=True)
-        router.bind(self.spec.endpoint)
-        control = ControlServer(self.spec.control_host, self.spec.control_port, self.snapshot).start()
+        try:
+            router.bind(self.spec.endpoint)
+        except zmq.ZMQError as exc:
+            router.close()
+            raise StartupError(f"cannot bind {self.spec.endpoint}: {exc}") from exc
+        try:
+            control = ControlServer(self.spec.control_host, self.spec.control_port, self.snapshot).start()
+        except OSError as exc:
+            router.close()
+            raise StartupError(f"cannot open the control port {self.spec.control_host}:{self.spec.control_port}: "
+                               f"{exc.strerror or exc}") from exc
         self._publish()
         log.info(" shard %d serving on %s (control http://%s:%d, pid %d)", self.shard_id, self.spec.endpoint,
                  self.spec.control_host, control.port, os.getpid())
@@ -206,5 +220,9 @@ def run_shard(config: ClusterConfig, shard_id: int) -> int:
     logs.setup(f"shard{shard_id}", config.verbose, config.log_file(f"shard-{shard_id}"))
     worker = ShardWorker(config, shard_id)
     procutil.on_stop_signals(worker.stop)
-    worker.run()
+    try:
+        worker.run()
+    except StartupError as exc:
+        log.error(" shard %d: %s", shard_id, exc)
+        return 2
     return 0

@@ -1,0 +1,83 @@
+"""A blocking test client that speaks PROTOCOL.md over a real TCP socket."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from chatcluster.common.frames import MAX_FRAME, SERVER_IDS, FrameDecoder, decode_body, encode
+from chatcluster.proto import chat_pb2 as pb
+
+
+class WireClient:
+    def __init__(self, host: str, port: int, timeout: float = 5.0) -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.timeout = timeout
+        self.decoder = FrameDecoder(MAX_FRAME, SERVER_IDS)
+        self.eof = False
+        self.player_id = 0
+        self.name = ""
+        self._msg_ids = 0
+
+    def send(self, *messages) -> None:
+        self.sock.sendall(b"".join(encode(m) for m in messages))
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv(self, timeout: float | None = None):
+        """The next message, or None at EOF; socket.timeout if nothing comes."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            frame = self.decoder.next_frame()
+            if frame is not None:
+                return decode_body(*frame)
+            if self.eof:
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no message")
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                self.eof = True
+            else:
+                self.decoder.feed(data)
+
+    def expect(self, cls, timeout: float | None = None):
+        msg = self.recv(timeout)
+        assert isinstance(msg, cls), f"expected {cls.__name__}, got {type(msg).__name__}: {msg}"
+        return msg
+
+    def quiet(self, timeout: float = 0.3) -> bool:
+        """True if nothing arrives within timeout."""
+        try:
+            msg = self.recv(timeout)
+        except TimeoutError:
+            return True
+        raise AssertionError(f"expected silence, got {type(msg).__name__}: {msg}")
+
+    def closed_by_server(self, timeout: float = 5.0) -> bool:
+        try:
+            return self.recv(timeout) is None
+        except TimeoutError:
+            return False
+
+    def login(self, name: str, password: str = "pw") -> pb.S_LOGIN_RES:
+        self.send(pb.C_LOGIN_REQ(name=name, password=password))
+        res = self.expect(pb.S_LOGIN_RES)
+        if res.success:
+            self.player_id, self.name = res.player_id, name
+        return res
+
+    def chat(self, text: str) -> int:
+        self._msg_ids += 1
+        self.send(pb.C_ROOM_CHAT_REQ(text=text, client_msg_id=self._msg_ids))
+        return self._msg_ids
+
+    def close(self) -> None:
+        self.sock.close()

@@ -1,0 +1,158 @@
+"""Passwords, the connection pool and the SQLite database, without any server."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from chatcluster.common.storage import Database, open_database
+from chatcluster.common.storage.database import CPU, DB, login_steps
+from chatcluster.common.storage.passwords import hash_password, verify_password
+from chatcluster.common.storage.pool import ConnectionPool, PoolTimeout
+
+
+def test_password_hashes_are_salted_and_verify():
+    a, b = hash_password("secret", n=16), hash_password("secret", n=16)
+    assert a != b and a.startswith("scrypt$16$8$1$")
+    assert "secret" not in a
+    assert verify_password("secret", a) and verify_password("secret", b)
+    assert not verify_password("Secret", a)
+    assert not verify_password("secret", "garbage") and not verify_password("secret", "md5$x$y$z$a$b")
+
+
+class FakeConn:
+    opened = 0
+
+    def __init__(self) -> None:
+        FakeConn.opened += 1
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Gone(Exception):
+    pass
+
+
+def test_pool_bounds_and_counts_waits():
+    pool = ConnectionPool(FakeConn, size=2, is_disconnect=lambda e: isinstance(e, Gone), acquire_timeout=2)
+    started = threading.Event()
+    release = threading.Event()
+
+    def hold():
+        with pool.connection():
+            started.set()
+            release.wait()
+
+    holders = [threading.Thread(target=hold) for _ in range(2)]
+    for t in holders:
+        t.start()
+    started.wait()
+    time.sleep(0.05)
+    assert pool.stats()["in_use"] == 2
+    threading.Timer(0.2, release.set).start()
+    with pool.connection():  # must wait for one of the two
+        pass
+    for t in holders:
+        t.join()
+    stats = pool.stats()
+    assert stats["waits"] == 1 and stats["acquire_wait_max_ms"] >= 100
+    assert stats["open"] <= 2 and stats["in_use"] == 0 and stats["queries"] == 3
+
+
+def test_pool_times_out():
+    pool = ConnectionPool(FakeConn, size=1, is_disconnect=lambda e: False, acquire_timeout=0.1)
+    with pool.connection(), pytest.raises(PoolTimeout), pool.connection():
+        pass
+
+
+def test_pool_replaces_dead_connections():
+    pool = ConnectionPool(FakeConn, size=1, is_disconnect=lambda e: isinstance(e, Gone))
+    with pytest.raises(Gone), pool.connection() as first:
+        raise Gone
+    assert first.closed
+    with pool.connection() as second:
+        assert second is not first and not second.closed
+    with pytest.raises(ValueError), pool.connection() as third:
+        raise ValueError("a bad query, not a dead connection")
+    assert third is second and not third.closed
+    stats = pool.stats()
+    assert stats["reconnects"] == 1 and stats["errors"] == 2
+
+
+@pytest.fixture
+def db(tmp_path):
+    database = open_database(f"sqlite:///{tmp_path / 'chat.db'}", pool_size=2, scrypt_n=16)
+    yield database
+    database.close()
+
+
+def test_login_registers_once_and_checks_the_password(db):
+    first = db.login("alice", "pw", register=True)
+    assert first.ok and first.registered and first.player_id > 0
+    again = db.login("alice", "pw", register=True)
+    assert again.ok and not again.registered and again.player_id == first.player_id
+    assert not db.login("alice", "nope", register=True).ok
+    closed = db.login("bob", "pw", register=False)
+    assert not closed.ok and "registration is closed" in closed.message
+    assert db.find_account("bob") is None
+    _, stored = db.find_account("alice")
+    assert "pw" not in stored
+
+
+def test_login_steps_separate_database_and_cpu_work(db):
+    kinds = []
+    steps = login_steps(db, "carol", "pw", True)
+    value = None
+    try:
+        while True:
+            kind, fn, args = steps.send(value)
+            kinds.append(kind)
+            value = fn(*args)
+    except StopIteration as done:
+        assert done.value.ok
+    assert kinds == [DB, CPU, DB]  # lookup, hash, insert: the hash holds no connection
+
+
+def test_racing_registrations_end_in_one_account(db):
+    steps = login_steps(db, "dave", "pw", True)
+    kind, fn, args = steps.send(None)
+    assert fn(*args) is None  # not there yet
+    kind, fn, args = steps.send(None)
+    stored = fn(*args)
+    other = db.login("dave", "pw", register=True)  # another gateway wins the race
+    kind, fn, args = steps.send(stored)
+    assert fn(*args) is None  # the insert hits the unique name
+    value = None
+    try:
+        kind, fn, args = steps.send(None)
+        while True:
+            value = fn(*args)
+            kind, fn, args = steps.send(value)
+    except StopIteration as done:
+        assert done.value.ok and done.value.player_id == other.player_id
+
+
+def test_room_ids_are_never_reused(db, tmp_path):
+    ids = [db.allocate_room(f"r{i}", 1) for i in range(3)]
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    db.close_room(ids[-1])
+    db.close()
+    reopened = Database(f"sqlite:///{tmp_path / 'chat.db'}", scrypt_n=16)
+    assert reopened.allocate_room("again", 1) > ids[-1]
+    reopened.close()
+
+
+def test_schema_version(db):
+    assert db.schema_version() == 1
+    assert db.init_schema() == 1  # idempotent
+
+
+def test_bad_urls():
+    with pytest.raises(ValueError):
+        Database("mysql://x")
+    with pytest.raises(ValueError):
+        Database("sqlite:///")
