@@ -45,6 +45,19 @@ C_ROOM_CHAT_REQ = int(MsgId.C_ROOM_CHAT_REQ)
 PEER_CLOSED = "connection closed by peer"
 
 
+def _describe(request: object) -> str:
+    """A request's fields for a log line; never the password."""
+    if isinstance(request, chat_pb2.C_LOGIN_REQ):
+        return f"name={request.name!r}"
+    if isinstance(request, chat_pb2.C_CREATE_ROOM_REQ):
+        return f"name={request.name!r}"
+    if isinstance(request, chat_pb2.C_JOIN_ROOM_REQ):
+        return f"roomId={request.room_id}"
+    if isinstance(request, chat_pb2.C_ROOM_CHAT_REQ):
+        return f"bytes={len(request.text.encode())}"
+    return ""
+
+
 class GatewayIO(Protocol):
     """What the core asks of the world. Every call returns at once."""
 
@@ -143,6 +156,9 @@ class GatewayCore:
                 msg_id, body = frame
                 if msg_id == C_ROOM_CHAT_REQ and session.state is State.IN_ROOM:
                     # The hot path: the shard decodes and checks the body; we only route it.
+                    if self.verbose:
+                        log.debug("%sC_ROOM_CHAT_REQ bytes=%d", logs.ctx(session.id, session.player_id,
+                                                                          session.room_id), len(body))
                     chat = cluster_pb2.ChatIn(room_id=session.room_id, session=session.id, body=body)
                     self.io.to_shard(session.room_shard, Kind.CHAT, chat.SerializeToString())
                     self.stats.chats_in += 1
@@ -166,9 +182,6 @@ class GatewayCore:
 
     # ---- requests -----------------------------------------------------------
     def _request(self, session: Session, msg_id: int, body: bytes) -> None:
-        if self.verbose:
-            log.debug("%s%s bytes=%d", logs.ctx(session.id, session.player_id, session.room_id),
-                      MsgId(msg_id).name, len(body))
         if session.state is State.CONNECTED and msg_id != MsgId.C_LOGIN_REQ:
             self.send_error(session, ErrorCode.NOT_LOGGED_IN, "log in first")
             return
@@ -178,6 +191,9 @@ class GatewayCore:
             self.stats.bad_requests += 1
             self.send_error(session, ErrorCode.BAD_REQUEST, f"{MsgId(msg_id).name} does not decode")
             return
+        if self.verbose:
+            log.debug("%s%s %s", logs.ctx(session.id, session.player_id, session.room_id), MsgId(msg_id).name,
+                      _describe(request))
         handler = self._handlers[msg_id]
         handler(self, session, request)
 
@@ -378,7 +394,8 @@ class GatewayCore:
                 self.rooms.setdefault(msg.room_id, {})[session.id] = session
                 session.enter(msg.room_id, shard)
             if self.verbose:
-                log.debug("%s%s OK", logs.ctx(session.id, session.player_id, msg.room_id), pending.op)
+                log.debug("%s%s OK local_members=%d", logs.ctx(session.id, session.player_id, msg.room_id),
+                          "Enter" if pending.op == "join" else "Create", len(self.rooms[msg.room_id]))
         self.send(session, msg.frame)
         self._pump(session)
 

@@ -13,6 +13,7 @@ still refuses to let one session sit in two of its own rooms.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,10 +21,13 @@ from heapq import nsmallest
 
 from google.protobuf.message import DecodeError
 
+from chatcluster.common import logs
 from chatcluster.common.config import Limits
 from chatcluster.common.envelope import Batch, Kind
 from chatcluster.common.frames import MAX_FRAME, ErrorCode, encode, error_frame
 from chatcluster.proto import chat_pb2, cluster_pb2
+
+log = logging.getLogger("chatcluster.shard")
 
 #: A room list never carries more than this many rooms per shard (a client frame holds fewer).
 LIST_CAP = 8192
@@ -117,6 +121,7 @@ class RoomBook:
         self.refused = 0
         self.rooms_created = 0
         self.rooms_closed = 0
+        self.verbose = log.isEnabledFor(logging.DEBUG)
 
     # ---- dispatch ---------------------------------------------------------
     def handle(self, gateway: bytes, kind: int, msg: object, out: Outbox) -> None:
@@ -150,6 +155,9 @@ class RoomBook:
         room = self.rooms[msg.room_id] = Room(msg.room_id, msg.name)
         self.rooms_created += 1
         self._enter(room, member)
+        if self.verbose:
+            log.debug("%sRoomManager.AddRoom name=%r; Enter OK members=1",
+                      logs.ctx(member.session, member.player.player_id, room.room_id), room.name)
         res = chat_pb2.S_CREATE_ROOM_RES(success=True, room=room.info(), members=[member.player],
                                          message="Room created.")
         out.reply(gateway, msg.request, member.session, True, room.room_id, encode(res))
@@ -170,6 +178,9 @@ class RoomBook:
                 return
             self._leave_current(member.key, out)
             self._enter(room, member)
+            if self.verbose:
+                log.debug("%sEnter OK members=%d", logs.ctx(member.session, member.player.player_id, room.room_id),
+                          len(room.members))
             ntf = encode(chat_pb2.S_JOIN_ROOM_NTF(room_id=room.room_id, player=member.player))
             self._broadcast(room, ntf, out, except_member=member)
         res = chat_pb2.S_JOIN_ROOM_RES(success=True, room=room.info(),
@@ -211,6 +222,9 @@ class RoomBook:
                                        client_msg_id=req.client_msg_id, server_time_us=now)
         self._broadcast(room, encode(ntf), out)
         self.chats += 1
+        if self.verbose:
+            log.debug("%sBroadcast seq=%d members=%d gateways=%d", logs.ctx(room=room.room_id), room.seq,
+                      len(room.members), len(room.gateways))
         if self.on_chat is not None:
             self.on_chat(room.room_id, room.seq, member.player.player_id, text, now)
 
@@ -240,6 +254,9 @@ class RoomBook:
             return False
         room = self.rooms[room_id]
         member = room.remove(key)
+        if self.verbose:
+            log.debug("%sLeave OK members=%d", logs.ctx(key[1], member.player.player_id if member else 0, room_id),
+                      len(room.members))
         if not room.members:
             del self.rooms[room_id]
             self.rooms_closed += 1
