@@ -157,7 +157,7 @@ class GatewayCore:
                 if msg_id == C_ROOM_CHAT_REQ and session.state is State.IN_ROOM:
                     # The hot path: the shard decodes and checks the body; we only route it.
                     if self.verbose:
-                        log.debug("%sC_ROOM_CHAT_REQ bytes=%d", logs.ctx(session.id, session.player_id,
+                        log.debug("%sC_ROOM_CHAT_REQ body=%d", logs.ctx(session.id, session.player_id,
                                                                           session.room_id), len(body))
                     chat = cluster_pb2.ChatIn(room_id=session.room_id, session=session.id, body=body)
                     self.io.to_shard(session.room_shard, Kind.CHAT, chat.SerializeToString())

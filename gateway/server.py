@@ -271,7 +271,7 @@ async def serve(config: ClusterConfig, gateway_id: int) -> None:
                            f"{exc.strerror or exc}") from exc
     server.publish()
     ticker = loop.create_task(server.ticker())
-    log.info(" gateway %d listening on %s:%d (%s loop, zmq bridge: %s, %d shards, control http://%s:%d, pid %d)",
+    log.info(" gateway %d listening on %s:%d (loop: %s, zmq bridge: %s, %d shards, control http://%s:%d, pid %d)",
              gateway_id, spec.host, spec.port, loop_name(loop), server.links.mode, len(config.shards),
              spec.control_host, control.port, os.getpid())
     try:
