@@ -27,6 +27,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
+from typing import Any
 
 import zmq
 
@@ -82,35 +83,60 @@ class Links:
         raise NotImplementedError
 
 
-class _Backlog:
-    """Messages ZeroMQ would not take yet, per peer, in order."""
+class SendQueue:
+    """Sends to ZeroMQ peers without blocking; holds messages in order while a peer pushes back.
 
-    def __init__(self, peers: int, stats: LinkStats) -> None:
-        self.queues: list[deque[bytes]] = [deque() for _ in range(peers)]
+    `send(key, data)` must raise zmq.Again when ZeroMQ's high-water mark is
+    reached. Held messages go out, in order and before anything newer, on
+    retry(). Past `limit` held messages for one peer a message is dropped:
+    counted, logged, never silent.
+    """
+
+    def __init__(self, send: Callable[[Any, bytes], None], stats: LinkStats, limit: int = BACKLOG_LIMIT) -> None:
+        self._send = send
         self.stats = stats
+        self.limit = limit
+        self.held: dict[Any, deque[bytes]] = {}
 
-    def hold(self, peer: int, data: bytes) -> None:
-        queue = self.queues[peer]
-        if len(queue) >= BACKLOG_LIMIT:
+    def send(self, key: Any, data: bytes) -> None:
+        if key in self.held:
+            self._hold(key, data)
+            return
+        try:
+            self._send(key, data)
+        except zmq.Again:
+            self.stats.backpressure += 1
+            self._hold(key, data)
+            return
+        self.stats.sent += 1
+        self.stats.bytes_sent += len(data)
+
+    def _hold(self, key: Any, data: bytes) -> None:
+        queue = self.held.setdefault(key, deque())
+        if len(queue) >= self.limit:
             self.stats.dropped += 1
-            log.error(" link %d: backlog over %d messages; message dropped (counted)", peer, BACKLOG_LIMIT)
+            log.error(" backlog to %r over %d messages; message dropped (counted)", key, self.limit)
             return
         queue.append(data)
         self.stats.backlog += 1
         self.stats.backlog_peak = max(self.stats.backlog_peak, self.stats.backlog)
 
-    def retry(self, peer: int, sock: zmq.Socket) -> bool:
-        """Send what is held for a peer; True when nothing is left."""
-        queue = self.queues[peer]
-        while queue:
-            try:
-                sock.send(queue[0], zmq.NOBLOCK)
-            except zmq.Again:
-                return False
-            queue.popleft()
-            self.stats.backlog -= 1
-            self.stats.sent += 1
-        return True
+    def retry(self) -> bool:
+        """Send what is held; True when nothing is left."""
+        for key in list(self.held):
+            queue = self.held[key]
+            while queue:
+                try:
+                    self._send(key, queue[0])
+                except zmq.Again:
+                    break
+                data = queue.popleft()
+                self.stats.backlog -= 1
+                self.stats.sent += 1
+                self.stats.bytes_sent += len(data)
+            if not queue:
+                del self.held[key]
+        return not self.held
 
 
 class ReaderLinks(Links):
@@ -119,7 +145,7 @@ class ReaderLinks(Links):
     def __init__(self, loop, identity, endpoints, on_message) -> None:
         super().__init__(loop, identity, endpoints, on_message)
         self.sockets = [dealer(self.context, identity, ep) for ep in endpoints]
-        self.backlog = _Backlog(len(endpoints), self.stats)
+        self.queue = SendQueue(lambda peer, data: self.sockets[peer].send(data, zmq.NOBLOCK), self.stats)
         self._drain_scheduled = [False] * len(endpoints)
         self._retry_handle: asyncio.TimerHandle | None = None
         for peer, sock in enumerate(self.sockets):
@@ -127,30 +153,16 @@ class ReaderLinks(Links):
             loop.call_soon(self._drain, peer)  # the fd only signals changes; look once now
 
     def send(self, peer: int, data: bytes) -> None:
-        sock = self.sockets[peer]
-        if self.backlog.queues[peer]:
-            self.backlog.hold(peer, data)
-        else:
-            try:
-                sock.send(data, zmq.NOBLOCK)
-                self.stats.sent += 1
-                self.stats.bytes_sent += len(data)
-            except zmq.Again:
-                self.stats.backpressure += 1
-                self.backlog.hold(peer, data)
-        if self.backlog.queues[peer] and self._retry_handle is None:
+        self.queue.send(peer, data)
+        if self.queue.held and self._retry_handle is None:
             self._retry_handle = self.loop.call_later(0.005, self._retry)
-        if not self._drain_scheduled[peer]:
+        if not self._drain_scheduled[peer]:  # a send can swallow the fd's edge: look again
             self._drain_scheduled[peer] = True
             self.loop.call_soon(self._drain, peer)
 
     def _retry(self) -> None:
         self._retry_handle = None
-        pending = False
-        for peer, sock in enumerate(self.sockets):
-            if self.backlog.queues[peer] and not self.backlog.retry(peer, sock):
-                pending = True
-        if pending:
+        if not self.queue.retry():
             self._retry_handle = self.loop.call_later(0.005, self._retry)
 
     def _drain(self, peer: int) -> None:
@@ -205,7 +217,7 @@ class ThreadLinks(Links):
 
     def _run(self) -> None:
         sockets = [dealer(self.context, self.identity, ep) for ep in self.endpoints]
-        backlog = _Backlog(len(sockets), self.stats)
+        queue = SendQueue(lambda peer, data: sockets[peer].send(data, zmq.NOBLOCK), self.stats)
         poller = zmq.Poller()
         poller.register(self._pull, zmq.POLLIN)
         for sock in sockets:
@@ -213,29 +225,16 @@ class ThreadLinks(Links):
         stats = self.stats
         try:
             while not self._stop.is_set():
-                waiting = any(backlog.queues)
-                events = dict(poller.poll(5 if waiting else 100))
-                if waiting:
-                    for peer, sock in enumerate(sockets):
-                        if backlog.queues[peer]:
-                            backlog.retry(peer, sock)
+                events = dict(poller.poll(5 if queue.held else 100))
+                if queue.held:
+                    queue.retry()
                 if self._pull in events:
                     for _ in range(DRAIN_BUDGET):
                         try:
                             peer_bytes, data = self._pull.recv_multipart(zmq.NOBLOCK)
                         except zmq.Again:
                             break
-                        peer = int.from_bytes(peer_bytes, "little")
-                        if backlog.queues[peer]:
-                            backlog.hold(peer, data)
-                            continue
-                        try:
-                            sockets[peer].send(data, zmq.NOBLOCK)
-                            stats.sent += 1
-                            stats.bytes_sent += len(data)
-                        except zmq.Again:
-                            stats.backpressure += 1
-                            backlog.hold(peer, data)
+                        queue.send(int.from_bytes(peer_bytes, "little"), data)
                 batch: list[tuple[int, bytes]] = []
                 for peer, sock in enumerate(sockets):
                     if sock not in events:

@@ -116,6 +116,7 @@ class GatewayCore:
         self.players: dict[int, Session] = {}          # player id -> its one live session
         self.rooms: dict[int, dict[int, Session]] = {}  # room id -> local members by session id
         self.pending: dict[int, tuple[Session, Pending]] = {}  # request id -> waiting session
+        self.leaving: dict[int, tuple[Session, int, float]] = {}  # request id -> (session, room, deadline)
         self.dirty: list[Session] = []
         self.stats = GatewayStats()
         self.verbose = log.isEnabledFor(logging.DEBUG)
@@ -294,8 +295,9 @@ class GatewayCore:
         if session.state is not State.IN_ROOM:
             self.send(session, encode(chat_pb2.S_LEAVE_ROOM_ACK(success=False, message="not in a room")))
             return
-        self._leave_room(session)
-        self.send(session, encode(chat_pb2.S_LEAVE_ROOM_ACK(success=True, message="Left the room.")))
+        # The ack waits for the shard, so chats the session sent before leaving still echo back to it first.
+        request = self._leave_room(session)
+        self._wait(session, Pending("leave", request, self.clock() + self.limits.request_timeout))
 
     def _on_list(self, session: Session, req: chat_pb2.C_ROOM_LIST_REQ) -> None:
         request = next(self._request_ids)
@@ -375,6 +377,10 @@ class GatewayCore:
                 self._forget_room(session)
             self.send(session, msg.frame)
             return
+        leaving = self.leaving.pop(msg.request, None)
+        if leaving is not None:
+            self._left(msg.request, leaving[0], leaving[1])
+            return
         entry = self.pending.get(msg.request)
         if entry is None or entry[0].closed:
             # Nobody waits for this answer any more (timed out, or the client left).
@@ -431,6 +437,11 @@ class GatewayCore:
     def tick(self) -> None:
         """Expire requests whose shard did not answer; call a few times a second."""
         now = self.clock()
+        for request in [r for r, leaving in self.leaving.items() if leaving[2] <= now]:
+            # The shard is unreachable; the session is out of the room here whatever it says later.
+            self.stats.timeouts += 1
+            session, room_id, _ = self.leaving.pop(request)
+            self._left(request, session, room_id)
         expired = [(req, s, p) for req, (s, p) in self.pending.items() if p.deadline <= now]
         for request, session, pending in expired:
             if pending.op == "list":
@@ -501,19 +512,40 @@ class GatewayCore:
         if entry is not None and entry[0].pending is entry[1]:
             entry[0].pending = None
 
-    def _leave_room(self, session: Session) -> None:
-        """Leave the current room: stop local delivery at once, tell the owning shard."""
+    def _leave_room(self, session: Session) -> int:
+        """Leave the current room; returns the request id of the shard's answer.
+
+        Chats go to no room from now on, but the session stays on the room's
+        local delivery list until the shard answers: the shard orders the
+        leave after every broadcast it sequenced before it, so the session
+        still gets those (its own chats' echoes among them) and nothing after.
+        """
         room_id, shard = session.room_id, session.room_shard
-        self._forget_room(session)
-        leave = cluster_pb2.LeaveRoom(request=0, room_id=room_id, session=session.id)
+        session.to_lobby()
+        request = next(self._request_ids)
+        self.leaving[request] = (session, room_id, self.clock() + self.limits.request_timeout)
+        leave = cluster_pb2.LeaveRoom(request=request, room_id=room_id, session=session.id)
         self.io.to_shard(shard, Kind.LEAVE, leave.SerializeToString())
+        return request
+
+    def _left(self, request: int, session: Session, room_id: int) -> None:
+        """The shard has the session out of room_id (or never answered): stop delivering it here."""
+        self._remove_local(session, room_id)
+        if request in self.pending:  # the client asked to leave and waits for the ack
+            self._finish(request)
+            self.send(session, encode(chat_pb2.S_LEAVE_ROOM_ACK(success=True, message="Left the room.")))
+            self._pump(session)
+
+    def _remove_local(self, session: Session, room_id: int) -> None:
+        members = self.rooms.get(room_id)
+        if members is not None and members.get(session.id) is session:
+            del members[session.id]
+            if not members:
+                del self.rooms[room_id]
 
     def _forget_room(self, session: Session) -> None:
-        members = self.rooms.get(session.room_id)
-        if members is not None:
-            members.pop(session.id, None)
-            if not members:
-                del self.rooms[session.room_id]
+        """Out of the current room at once (the shard does not have it, or the connection is gone)."""
+        self._remove_local(session, session.room_id)
         session.to_lobby()
 
     def _close(self, session: Session, reason: str) -> None:
@@ -524,7 +556,12 @@ class GatewayCore:
         if session.closed:
             return
         if session.state is State.IN_ROOM:
-            self._leave_room(session)
+            room_id, shard = session.room_id, session.room_shard
+            self._forget_room(session)
+            leave = cluster_pb2.LeaveRoom(request=0, room_id=room_id, session=session.id)
+            self.io.to_shard(shard, Kind.LEAVE, leave.SerializeToString())
+        for request in [r for r, leaving in self.leaving.items() if leaving[0] is session]:
+            self._remove_local(session, self.leaving.pop(request)[1])
         if session.player is not None and self.players.get(session.player_id) is session:
             del self.players[session.player_id]
         session.close()

@@ -191,8 +191,8 @@ class RoomBook:
         key = (gateway, msg.session)
         left = self.where.get(key) == msg.room_id and self._leave_current(key, out)
         if msg.request:
-            res = chat_pb2.S_LEAVE_ROOM_ACK(success=left, message="" if left else "not in that room")
-            out.reply(gateway, msg.request, msg.session, left, msg.room_id, encode(res))
+            # The gateway answers the client itself; this reply only marks where the leave fell in the room's order.
+            out.reply(gateway, msg.request, msg.session, left, msg.room_id, b"")
 
     def chat(self, gateway: bytes, msg: cluster_pb2.ChatIn, out: Outbox) -> None:
         room = self.rooms.get(msg.room_id)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import deque
 
 import zmq
 
@@ -20,13 +19,12 @@ from chatcluster.common import logs, procutil
 from chatcluster.common.config import ClusterConfig
 from chatcluster.common.control import ControlServer, Snapshot
 from chatcluster.common.envelope import EnvelopeError, iter_items, parse
+from chatcluster.common.zmqbridge import HWM, LinkStats, SendQueue
 from chatcluster.shards.rooms import Outbox, RoomBook, check_limits
 
 log = logging.getLogger("chatcluster.shard")
 
 DRAIN_BUDGET = 512
-HWM = 100_000
-BACKLOG_LIMIT = 100_000
 STATUS_ROOM_IDS = 1000  # room ids listed in /status (enough to see who owns what)
 
 
@@ -42,20 +40,18 @@ class ShardWorker:
         check_limits(config.limits)
         self.book = RoomBook(config.limits)
         self.outbox = Outbox()
-        self.backlog: dict[bytes, deque[bytes]] = {}
+        self.router: zmq.Socket | None = None
+        self.links = LinkStats()
+        self.queue = SendQueue(self._send_to_gateway, self.links)
         self.stopping = False
         self.started = time.time()
         self.snapshot = Snapshot()
         self.cpu = procutil.CpuMeter()
-        # figures
+        # figures (ZeroMQ out: self.links)
         self.zmq_in = 0
-        self.zmq_out = 0
         self.envelopes = 0
         self.bad_batches = 0
-        self.backpressure = 0
         self.unroutable = 0
-        self.dropped = 0
-        self.backlog_peak = 0
         self.jobs_peak = 0
         self._rates_prev: tuple[float, int, int, int, int] | None = None
 
@@ -65,7 +61,7 @@ class ShardWorker:
     # ---- main loop ----------------------------------------------------------
     def run(self) -> None:
         context = zmq.Context.instance()
-        router = context.socket(zmq.ROUTER)
+        router = self.router = context.socket(zmq.ROUTER)
         router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted gateway takes its identity back at once
         router.setsockopt(zmq.SNDHWM, HWM)
@@ -92,16 +88,16 @@ class ShardWorker:
         next_status = time.monotonic() + 1.0
         try:
             while not self.stopping:
-                poller.poll(5 if self.backlog else 200)
+                poller.poll(5 if self.queue.held else 200)
                 self._drain(router)
-                if self.backlog:
-                    self._retry(router)
+                if self.queue.held:
+                    self.queue.retry()
                 now = time.monotonic()
                 if now >= next_status:
                     next_status = now + 1.0
                     self._publish()
         finally:
-            self._retry(router)
+            self.queue.retry()
             log.info(" shard %d stopping: %d rooms, %d members, %d chats served", self.shard_id,
                      len(self.book.rooms), self.book.members, self.book.chats)
             control.close()
@@ -129,56 +125,22 @@ class ShardWorker:
         self.envelopes += handled
         self.jobs_peak = max(self.jobs_peak, handled)
         for gateway, data in outbox.take():
-            self._send(router, gateway, data)
+            self.queue.send(gateway, data)
 
-    def _send(self, router: zmq.Socket, gateway: bytes, data: bytes) -> None:
-        queue = self.backlog.get(gateway)
-        if queue:
-            self._hold(gateway, data)
-            return
+    def _send_to_gateway(self, gateway: bytes, data: bytes) -> None:
         try:
-            router.send_multipart([gateway, data], zmq.NOBLOCK)
-            self.zmq_out += 1
-        except zmq.Again:
-            self.backpressure += 1
-            self._hold(gateway, data)
+            self.router.send_multipart([gateway, data], zmq.NOBLOCK)
         except zmq.ZMQError as exc:
             if exc.errno != zmq.EHOSTUNREACH:
-                raise
+                raise  # zmq.Again included: the queue holds the message
             # The gateway is gone (it will come back, or the heartbeat timeout drops its members).
             self.unroutable += 1
-
-    def _hold(self, gateway: bytes, data: bytes) -> None:
-        queue = self.backlog.setdefault(gateway, deque())
-        if len(queue) >= BACKLOG_LIMIT:
-            self.dropped += 1
-            log.error(" backlog to %r over %d messages; message dropped (counted)", gateway, BACKLOG_LIMIT)
-            return
-        queue.append(data)
-        self.backlog_peak = max(self.backlog_peak, sum(len(q) for q in self.backlog.values()))
-
-    def _retry(self, router: zmq.Socket) -> None:
-        for gateway in list(self.backlog):
-            queue = self.backlog[gateway]
-            while queue:
-                try:
-                    router.send_multipart([gateway, queue[0]], zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                except zmq.ZMQError as exc:
-                    if exc.errno != zmq.EHOSTUNREACH:
-                        raise
-                    self.unroutable += 1
-                queue.popleft()
-                self.zmq_out += 1
-            if not queue:
-                del self.backlog[gateway]
 
     # ---- figures ------------------------------------------------------------
     def _publish(self) -> None:
         now = time.monotonic()
         book = self.book
-        counters = (now, book.chats, book.deliveries, self.zmq_in, self.zmq_out)
+        counters = (now, book.chats, book.deliveries, self.zmq_in, self.links.sent)
         rates = {}
         if self._rates_prev is not None:
             dt = max(now - self._rates_prev[0], 1e-6)
@@ -200,15 +162,11 @@ class ShardWorker:
             "rooms_created": book.rooms_created,
             "rooms_closed": book.rooms_closed,
             "zmq_in": self.zmq_in,
-            "zmq_out": self.zmq_out,
+            "zmq": self.links.as_dict(),
             "envelopes": self.envelopes,
             "jobs_peak": self.jobs_peak,
             "bad_batches": self.bad_batches,
-            "zmq_backpressure": self.backpressure,
-            "zmq_backlog": sum(len(q) for q in self.backlog.values()),
-            "zmq_backlog_peak": self.backlog_peak,
             "zmq_unroutable": self.unroutable,
-            "zmq_dropped": self.dropped,
             "rss_bytes": procutil.rss_bytes(),
             "cpu_percent": self.cpu.read(),
             **rates,

@@ -66,6 +66,12 @@ class RunningCluster:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def crash(self) -> None:
+        """SIGKILL every process of the cluster at once."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -119,3 +125,9 @@ def cluster(cluster_factory):
 def chat_server(cluster):
     """(host, port) of a running cluster, for tests that only need somewhere to chat."""
     return cluster.host, cluster.port
+
+
+@pytest.fixture
+def stop_chat_server(cluster):
+    """Kill the whole cluster abruptly, as a crash would (clients get no goodbye)."""
+    return cluster.crash

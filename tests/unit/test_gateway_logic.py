@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from memcluster import MemCluster, rooms_on
+
 from chatcluster.common.config import Limits
 from chatcluster.common.frames import HEADER, ErrorCode, encode
 from chatcluster.gateway.session import State
 from chatcluster.proto import chat_pb2 as pb
-from memcluster import MemCluster, rooms_on
 
 
 @pytest.fixture
@@ -416,3 +417,48 @@ def test_slow_consumer_is_dropped_alone(cluster):
 def test_encode_refuses_oversized_frames():
     with pytest.raises(ValueError):
         encode(pb.S_ROOM_LIST_RES(rooms=[pb.RoomInfo(room_id=i, name="x" * 60) for i in range(2000)]))
+
+
+def test_chat_then_leave_in_one_read_still_echoes_to_the_sender(cluster):
+    gw = cluster.gateway()
+    a, b = login(cluster, gw, "alice"), login(cluster, gw, "bob")
+    room = create(cluster, a)
+    join(cluster, b, room)
+    a.take()
+    a.send(pb.C_ROOM_CHAT_REQ(text="bye", client_msg_id=9), pb.C_LEAVE_ROOM_REQ())
+    cluster.run()
+    got = a.take()
+    assert [type(m).__name__ for m in got] == ["S_ROOM_CHAT_NTF", "S_LEAVE_ROOM_ACK"]
+    assert got[0].client_msg_id == 9 and got[1].success
+    assert [type(m).__name__ for m in b.take()] == ["S_ROOM_CHAT_NTF", "S_LEAVE_ROOM_NTF"]
+
+
+def test_chat_then_join_elsewhere_in_one_read_still_echoes(cluster):
+    gw = cluster.gateway()
+    a, b = login(cluster, gw, "alice"), login(cluster, gw, "bob")
+    r1 = create(cluster, a, "one")
+    r2 = create(cluster, b, "two")
+    a.send(pb.C_ROOM_CHAT_REQ(text="last words", client_msg_id=1), pb.C_JOIN_ROOM_REQ(room_id=r2))
+    cluster.run()
+    got = a.take()
+    chats = [m for m in got if isinstance(m, pb.S_ROOM_CHAT_NTF)]
+    assert [(m.room_id, m.text) for m in chats] == [(r1, "last words")]
+    assert any(isinstance(m, pb.S_JOIN_ROOM_RES) and m.success for m in got)
+    b.chat("welcome")
+    cluster.run()
+    assert [(m.room_id, m.text) for m in a.take()] == [(r2, "welcome")]
+
+
+def test_leave_is_acked_even_when_the_shard_is_silent(cluster):
+    now = [0.0]
+    gw = cluster.gateway(clock=lambda: now[0])
+    a = login(cluster, gw, "alice")
+    room = create(cluster, a)
+    a.send(pb.C_LEAVE_ROOM_REQ())
+    cluster.to_shards.clear()
+    assert a.session.busy and a.take() == []
+    now[0] += 10
+    gw.core.tick()
+    gw.flush()
+    assert a.one(pb.S_LEAVE_ROOM_ACK).success
+    assert room not in gw.core.rooms and not gw.core.leaving
