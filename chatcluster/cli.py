@@ -39,6 +39,8 @@ def main() -> None:
               help="first control (HTTP status) port [default: port+1]; one per process")
 @click.option("--max-members", type=click.IntRange(2, 1000), default=Limits.max_members, show_default=True,
               help="members per room (so a member list fits one frame)")
+@click.option("--chat-log/--no-chat-log", default=True, show_default=True,
+              help="shards log every chat to <data-dir>/chatlog and the database")
 @click.option("--scrypt-n", type=int, default=1 << 14, show_default=True, hidden=True,
               help="scrypt cost of new password hashes (a power of two)")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -48,7 +50,8 @@ def main() -> None:
 @click.option("--id", "node_id", type=int, default=None, help="which shard or gateway of the config (with --role)")
 @click.option("-v", "--verbose", is_flag=True, help="log every request, not just lifecycle and errors")
 def up(shards: int, host: str, port: int, data_dir: str, db_url: str | None, registration: str, loop: str,
-       zmq_bridge: str, control_port: int | None, max_members: int, scrypt_n: int, config_file: str | None,
+       zmq_bridge: str, control_port: int | None, max_members: int, chat_log: bool, scrypt_n: int,
+       config_file: str | None,
        role: str | None, node_id: int | None, verbose: bool) -> None:
     """Start the cluster (a gateway and N shards) and keep it running until Ctrl-C."""
     if role is not None:
@@ -64,7 +67,7 @@ def up(shards: int, host: str, port: int, data_dir: str, db_url: str | None, reg
         config = ClusterConfig.single_host(
             shards=shards, host=host, port=port, data_dir=data_dir, db_url=db_url, control_port=control_port,
             registration=registration, loop=loop, zmq_bridge=zmq_bridge, verbose=verbose, scrypt_n=scrypt_n,
-            limits=Limits(max_members=max_members),
+            chat_log=chat_log, limits=Limits(max_members=max_members),
         )
     sys.exit(_run_cluster(config))
 
@@ -219,3 +222,105 @@ def _print_status(rows: list[dict]) -> None:
                    f"{r.get('sessions', ''):>8} {r['rooms']:>6} {r['members']:>7} "
                    f"{r.get('msgs_in_per_s', 0):>8.0f} {r.get('deliveries_per_s', 0):>9.0f} "
                    f"{r['rss_bytes'] / 1e6:>7.1f} {r['cpu_percent']:>5.0f}  {r['control']}")
+
+
+# ---------------------------------------------------------------------------- db, history
+def _database_url(data_dir: str, db_url: str | None) -> str:
+    """--db if given, else the running cluster's (its run file), else the default SQLite file."""
+    if db_url:
+        return db_url
+    run_file = Path(data_dir) / RUN_FILE
+    if run_file.exists():
+        return ClusterConfig.load(run_file).db_url
+    return f"sqlite:///{(Path(data_dir) / 'chat.db').resolve()}"
+
+
+def _db_options(fn):
+    fn = click.option("--db", "db_url", default=None,
+                      help="database URL [default: the cluster's in --data-dir, or its SQLite file]")(fn)
+    return click.option("--data-dir", type=click.Path(file_okay=False), default=DEFAULT_DATA_DIR,
+                        show_default=True)(fn)
+
+
+@main.group()
+def db() -> None:
+    """Create, migrate and check the database."""
+
+
+@db.command("init")
+@_db_options
+def db_init(data_dir: str, db_url: str | None) -> None:
+    """Create the schema, or migrate an older one to this version."""
+    from chatcluster.common.storage import Database
+
+    database = Database(_database_url(data_dir, db_url), pool_size=1)
+    try:
+        before = database.schema_version()
+        after = database.migrate()
+    except Exception as exc:
+        raise click.ClickException(f"{database.describe()}: {exc}") from exc
+    finally:
+        database.close()
+    what = "created" if before is None else ("migrated" if before != after else "already current")
+    click.echo(f"{database.describe()}: schema v{after} ({what})")
+
+
+@db.command("check")
+@_db_options
+@click.option("--json", "as_json", is_flag=True)
+def db_check(data_dir: str, db_url: str | None, as_json: bool) -> None:
+    """Connect, and report the schema version and row counts; exit 1 if unusable."""
+    from chatcluster.common.storage import Database
+
+    database = Database(_database_url(data_dir, db_url), pool_size=1)
+    try:
+        report = database.check()
+    except Exception as exc:
+        report = {"database": database.describe(), "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        database.close()
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        for key, value in report.items():
+            click.echo(f"{key:18} {value}")
+    if not report["ok"]:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("room_id", type=click.IntRange(1))
+@click.option("--last", type=click.IntRange(1), default=50, show_default=True, help="how many messages")
+@_db_options
+def history(room_id: int, last: int, data_dir: str, db_url: str | None) -> None:
+    """Print a room's logged messages, oldest first."""
+    from datetime import UTC, datetime
+
+    from chatcluster.common.storage import Database
+
+    database = Database(_database_url(data_dir, db_url), pool_size=1)
+    try:
+        rows = database.history(room_id, last)
+    except Exception as exc:
+        raise click.ClickException(f"{database.describe()}: {exc}") from exc
+    finally:
+        database.close()
+    if not rows:
+        click.echo(f"room {room_id}: no logged messages")
+        return
+    for seq, _sender_id, name, text, time_us in rows:
+        when = datetime.fromtimestamp(time_us / 1e6, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        click.echo(f"[{when}] #{seq} {name}: {text}")
+
+
+def _register_optional_commands() -> None:
+    """Commands that live with their subsystem (loadtest/ owns `bench`)."""
+    try:
+        from chatcluster.loadtest.cli import bench
+    except ImportError:  # pragma: no cover - only while loadtest/cli.py does not exist yet
+        return
+    main.add_command(bench)
+
+
+_register_optional_commands()
+

@@ -36,6 +36,7 @@ class Limits:
     max_room_name: int = 64         # UTF-8 bytes of a room name
     max_members: int = 1000         # per room, so S_JOIN_ROOM_RES always fits one frame
     write_buffer: int = 4 << 20     # bytes queued to one client before it is dropped as a slow consumer
+    chat_log_backlog: int = 200_000  # messages a shard holds for the database while it is down
     request_timeout: float = 5.0    # seconds a gateway waits for a shard's answer
     list_timeout: float = 1.0       # seconds a room list waits for every shard
 
@@ -69,6 +70,7 @@ class ClusterConfig:
     verbose: bool = False
     scrypt_n: int = 1 << 14
     db_pool_size: int = 4
+    chat_log: bool = True               # each shard logs every chat to a file and the database
     limits: Limits = field(default_factory=Limits)
 
     # ---- derived places -------------------------------------------------
@@ -78,6 +80,9 @@ class ClusterConfig:
 
     def log_file(self, tag: str) -> Path:
         return self.data_path / "logs" / f"{tag}.log"
+
+    def chat_log_file(self, shard_id: int) -> Path:
+        return self.data_path / "chatlog" / f"shard-{shard_id}.log"
 
     @property
     def shard_ids(self) -> list[int]:

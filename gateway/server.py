@@ -22,7 +22,7 @@ from chatcluster.common import logs, procutil
 from chatcluster.common.config import ClusterConfig
 from chatcluster.common.control import ControlServer, Snapshot
 from chatcluster.common.envelope import Batch
-from chatcluster.common.storage import DB, Database, LoginResult, login_steps, open_database
+from chatcluster.common.storage import DB, Database, LoginResult, login_steps
 from chatcluster.common.zmqbridge import Links, open_links
 from chatcluster.gateway.core import GatewayCore
 from chatcluster.gateway.session import Session
@@ -30,6 +30,7 @@ from chatcluster.gateway.session import Session
 log = logging.getLogger("chatcluster.gateway")
 
 DRAIN_SECONDS = 2.0  # on shutdown, how long clients get to read their SHUTTING_DOWN
+LAG_PROBE = 0.02     # seconds between loop-lag samples
 
 
 class StartupError(Exception):
@@ -115,6 +116,8 @@ class GatewayServer:
         self.writes = 0
         self.bytes_out = 0
         self.bytes_in = 0
+        self.lag_max_ms = 0.0     # since start
+        self.lag_window_ms = 0.0  # since the last published figures
         self.snapshot = Snapshot()
         self.started = time.time()
         self.cpu = procutil.CpuMeter()
@@ -203,6 +206,7 @@ class GatewayServer:
             rates = {n: (c - p) / dt for n, c, p in zip(names, counters[1:], self._prev[1:], strict=True)}
         self._prev = counters
         members = sum(len(m) for m in self.core.rooms.values())
+        lag_window, self.lag_window_ms = self.lag_window_ms, 0.0
         pending_out = sum(s.transport.get_write_buffer_size() for s in self.core.sessions.values()
                           if s.transport is not None)
         self.snapshot.publish({
@@ -222,6 +226,8 @@ class GatewayServer:
             "bytes_out": self.bytes_out,
             "send_buffer_bytes": pending_out,
             "db_pool": self.db.pool.stats(),
+            "loop_lag_ms": lag_window,
+            "loop_lag_max_ms": self.lag_max_ms,
             "zmq": self.links.stats.as_dict(),
             "rss_bytes": procutil.rss_bytes(),
             "cpu_percent": self.cpu.read(),
@@ -230,14 +236,25 @@ class GatewayServer:
         })
 
     async def ticker(self) -> None:
-        next_publish = 0.0
+        """Timeouts four times a second, figures once a second, and the loop's own lag in between.
+
+        Lag is how late a 20 ms sleep wakes up: what any callback on this loop
+        waited beyond its turn (a blocking call on the loop shows up here).
+        """
+        next_tick = next_publish = 0.0
         while True:
-            self.core.tick()
+            expected = time.monotonic() + LAG_PROBE
+            await asyncio.sleep(LAG_PROBE)
             now = time.monotonic()
+            lag = max(0.0, now - expected) * 1000
+            self.lag_max_ms = max(self.lag_max_ms, lag)
+            self.lag_window_ms = max(self.lag_window_ms, lag)
+            if now >= next_tick:
+                self.core.tick()
+                next_tick = now + 0.25
             if now >= next_publish:
                 self.publish()
                 next_publish = now + 1.0
-            await asyncio.sleep(0.25)
 
 
 def _outcome(future: asyncio.Future) -> object:
@@ -250,8 +267,9 @@ async def serve(config: ClusterConfig, gateway_id: int) -> None:
     spec = config.gateway(gateway_id)
     db_executor = ThreadPoolExecutor(max_workers=config.db_pool_size, thread_name_prefix="db")
     cpu_executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="hash")
-    db = await loop.run_in_executor(db_executor, lambda: open_database(config.db_url, config.db_pool_size,
-                                                                        config.scrypt_n))
+    # No schema work (the supervisor did it) and no connection yet: a database that is down when the
+    # gateway (re)starts makes logins fail with a clear message, not the gateway.
+    db = Database(config.db_url, config.db_pool_size, config.scrypt_n)
     server = GatewayServer(config, gateway_id, loop, db, db_executor, cpu_executor)
     stop = asyncio.Event()
     _install_stop(loop, stop.set)

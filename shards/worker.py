@@ -19,7 +19,9 @@ from chatcluster.common import logs, procutil
 from chatcluster.common.config import ClusterConfig
 from chatcluster.common.control import ControlServer, Snapshot
 from chatcluster.common.envelope import EnvelopeError, iter_items, parse
+from chatcluster.common.storage import Database
 from chatcluster.common.zmqbridge import HWM, LinkStats, SendQueue
+from chatcluster.shards.chatlog import ChatLog, RotatingLines
 from chatcluster.shards.rooms import Outbox, RoomBook, check_limits
 
 log = logging.getLogger("chatcluster.shard")
@@ -38,7 +40,17 @@ class ShardWorker:
         self.spec = config.shard(shard_id)
         self.shard_id = shard_id
         check_limits(config.limits)
-        self.book = RoomBook(config.limits)
+        self.chatlog: ChatLog | None = None
+        if config.chat_log:
+            # No schema work here: the supervisor migrated it. Connections open on first use, so a
+            # database that is down does not stop the shard; the chat log holds the rows instead.
+            db = Database(config.db_url, pool_size=1, scrypt_n=config.scrypt_n)
+            self.chatlog = ChatLog(db, RotatingLines(config.chat_log_file(shard_id)), config.limits.chat_log_backlog)
+        self.book = RoomBook(
+            config.limits,
+            on_chat=self.chatlog.append if self.chatlog else None,
+            on_room_closed=self.chatlog.room_closed if self.chatlog else None,
+        )
         self.outbox = Outbox()
         self.router: zmq.Socket | None = None
         self.links = LinkStats()
@@ -100,6 +112,13 @@ class ShardWorker:
             self.queue.retry()
             log.info(" shard %d stopping: %d rooms, %d members, %d chats served", self.shard_id,
                      len(self.book.rooms), self.book.members, self.book.chats)
+            if self.chatlog is not None:
+                flushed = self.chatlog.close()
+                stats = self.chatlog.stats()
+                log.info(" shard %d chat log %s: %d accepted, %d in the database, %d dropped past the bound",
+                         self.shard_id, "flushed" if flushed else "NOT fully flushed", stats["accepted"],
+                         stats["db_rows"], stats["db_dropped"])
+                self.chatlog.db.close()
             control.close()
             router.close()
 
@@ -167,6 +186,7 @@ class ShardWorker:
             "jobs_peak": self.jobs_peak,
             "bad_batches": self.bad_batches,
             "zmq_unroutable": self.unroutable,
+            "chatlog": self.chatlog.stats() if self.chatlog is not None else None,
             "rss_bytes": procutil.rss_bytes(),
             "cpu_percent": self.cpu.read(),
             **rates,

@@ -45,23 +45,32 @@ class Database:
         self.pool.close()
 
     # ---- schema ---------------------------------------------------------
-    def init_schema(self) -> int:
-        """Create the schema if the database is empty; returns the version found or made."""
+    def migrate(self) -> int:
+        """Create the schema, or bring an older one up to SCHEMA_VERSION; returns the version now."""
+        migrations = self.dialect.migrations()
         with self.pool.connection() as conn:
             cur = conn.cursor()
-            for statement in self.dialect.schema():
-                cur.execute(statement)
+            cur.execute(self.dialect.version_table)
             cur.execute("SELECT version FROM schema_version")
             row = cur.fetchone()
-            if row is None:
-                cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise SchemaError(f"database schema version {version} is newer than this chatcluster "
+                                  f"(which knows up to {SCHEMA_VERSION}); upgrade chatcluster")
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in migrations[target]:
+                    cur.execute(statement)
+                if version == 0:
+                    cur.execute("INSERT INTO schema_version (version) VALUES (?)", (target,))
+                else:
+                    cur.execute("UPDATE schema_version SET version = ?", (target,))
                 self._commit(conn)
-                return SCHEMA_VERSION
-            self._commit(conn)
-            version = int(row[0])
-        if version > SCHEMA_VERSION:
-            raise SchemaError(f"database schema version {version} is newer than this chatcluster ({SCHEMA_VERSION})")
+                if version:
+                    log.info(" database schema migrated from v%d to v%d", version, target)
+                version = target
         return version
+
+    init_schema = migrate  # the name operators know from `chatctl db init`
 
     def schema_version(self) -> int | None:
         with self.pool.connection() as conn:
@@ -73,10 +82,24 @@ class Database:
             row = cur.fetchone()
             return int(row[0]) if row else None
 
+    def check(self) -> dict[str, Any]:
+        """What an operator needs to know the database is usable: version and row counts."""
+        version = self.schema_version()
+        report: dict[str, Any] = {"database": self.describe(), "dialect": self.dialect.name,
+                                  "schema_version": version, "expected_version": SCHEMA_VERSION}
+        if version is not None:
+            with self.pool.connection() as conn:
+                cur = conn.cursor()
+                for table in ("accounts", "rooms", "chat_log"):
+                    cur.execute(f"SELECT COUNT(*) FROM {table}")  # noqa: S608 - fixed table names
+                    report[f"{table}_rows"] = int(cur.fetchone()[0])
+        report["ok"] = version == SCHEMA_VERSION
+        return report
+
     @staticmethod
     def _commit(conn: Any) -> None:
-        # sqlite3 in autocommit mode (isolation_level=None) has nothing to commit.
-        if getattr(conn, "in_transaction", True):
+        # Connections run in autocommit mode; a backend that still opened a transaction gets it committed.
+        if getattr(conn, "in_transaction", False) or not getattr(conn, "autocommit", True):
             conn.commit()
 
     # ---- accounts -------------------------------------------------------
@@ -104,7 +127,7 @@ class Database:
                 cur = conn.cursor()
                 player_id = self.dialect.insert_returning_id(
                     cur,
-                    "INSERT INTO accounts (name, password_hash, last_login_at) VALUES (?, ?, CURRENT_TIMESTAMP)",
+                    f"INSERT INTO accounts (name, password_hash, last_login_at) VALUES (?, ?, {self.dialect.now})",
                     (name, password_hash),
                 )
                 self._commit(conn)
@@ -117,7 +140,7 @@ class Database:
     def touch_login(self, player_id: int) -> None:
         with self.pool.connection() as conn:
             cur = conn.cursor()
-            cur.execute("UPDATE accounts SET last_login_at = CURRENT_TIMESTAMP WHERE id = ?", (player_id,))
+            cur.execute(f"UPDATE accounts SET last_login_at = {self.dialect.now} WHERE id = ?", (player_id,))
             self._commit(conn)
 
     # ---- rooms ----------------------------------------------------------
@@ -131,12 +154,57 @@ class Database:
             self._commit(conn)
         return room_id
 
-    def close_room(self, room_id: int) -> None:
+    def close_rooms(self, room_ids: list[int]) -> None:
+        """Mark rooms closed (they emptied); their ids stay taken."""
+        if not room_ids:
+            return
+        marks = ",".join("?" * len(room_ids))
         with self.pool.connection() as conn:
             cur = conn.cursor()
-            cur.execute("UPDATE rooms SET closed_at = CURRENT_TIMESTAMP WHERE id = ? AND closed_at IS NULL",
-                        (room_id,))
+            cur.execute(f"UPDATE rooms SET closed_at = {self.dialect.now} "
+                        f"WHERE id IN ({marks}) AND closed_at IS NULL", tuple(room_ids))
             self._commit(conn)
+
+    # ---- chat log ---------------------------------------------------------
+    def append_chat(self, rows: list[tuple[int, int, int, str, int]]) -> int:
+        """Write (room_id, seq, sender_id, text, server_time_us) rows; rows already there are skipped.
+
+        Skipping makes a retry after a lost answer safe: (room_id, seq) is
+        unique, so a batch that did commit is not written twice.
+        """
+        size = self.dialect.batch_rows
+        with self.pool.connection() as conn:
+            cur = conn.cursor()
+            for start in range(0, len(rows), size):
+                chunk = rows[start:start + size]
+                cur.execute(self.dialect.insert_chat_sql(len(chunk)), [v for row in chunk for v in row])
+            self._commit(conn)
+        return len(rows)
+
+    def history(self, room_id: int, last: int = 50) -> list[tuple[int, int, str, str, int]]:
+        """The last `last` messages of a room, oldest first: (seq, sender_id, sender name, text, time_us)."""
+        sql = self.dialect.limit(
+            "SELECT c.seq, c.sender_id, a.name, c.text, c.server_time_us FROM chat_log c "
+            "LEFT JOIN accounts a ON a.id = c.sender_id WHERE c.room_id = ? ORDER BY c.seq DESC")
+        with self.pool.connection() as conn:
+            cur = conn.cursor()
+            cur.execute(sql, (room_id, last))
+            rows = cur.fetchall()
+        return [(int(r[0]), int(r[1]), r[2] or f"#{r[1]}", r[3], int(r[4])) for r in reversed(rows)]
+
+    def chat_summary(self) -> dict[int, tuple[int, int, int]]:
+        """Per room: (rows, lowest seq, highest seq), to check a log has no gaps."""
+        with self.pool.connection() as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT room_id, COUNT(*), MIN(seq), MAX(seq) FROM chat_log GROUP BY room_id")
+            return {int(r[0]): (int(r[1]), int(r[2]), int(r[3])) for r in cur.fetchall()}
+
+    def last_seq(self, room_id: int) -> int:
+        with self.pool.connection() as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT MAX(seq) FROM chat_log WHERE room_id = ?", (room_id,))
+            row = cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
 
 
 # ---- the login procedure, once ---------------------------------------------
@@ -188,7 +256,11 @@ def open_database(url: str, pool_size: int = 4, scrypt_n: int = passwords.DEFAUL
     """Open and make sure the schema is there (created on first start)."""
     started = time.perf_counter()
     db = Database(url, pool_size, scrypt_n)
-    version = db.init_schema()
+    try:
+        version = db.migrate()
+    except BaseException:
+        db.close()
+        raise
     log.info(" database %s ready (schema v%d, pool %d, %.0f ms)",
              db.describe(), version, pool_size, (time.perf_counter() - started) * 1000)
     return db

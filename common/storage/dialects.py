@@ -1,31 +1,67 @@
 """What differs between database backends, and nothing else.
 
-Every backend speaks qmark (`?`) parameters through a DB-API connection; a
-Dialect knows how to open one, the DDL of the one schema in its own types,
-how to get a new row's id back, and which errors mean "duplicate key" or
-"the connection is dead".
+One schema, one set of queries (qmark `?` parameters through DB-API); a
+Dialect supplies the rest: how to connect, column types, the current time,
+how a new row's id comes back, how a batch skips rows it already holds, how
+to page, and which errors mean "duplicate key" or "this connection is dead"
+(by SQLSTATE, not by exception class: drivers disagree on classes).
+
+Backends: SQLite through the stdlib (the zero-setup default), and over ODBC
+with pyodbc: PostgreSQL (psqlODBC), MariaDB/MySQL (MariaDB Connector/ODBC),
+Microsoft SQL Server (FreeTDS or Microsoft's driver).
+
+Traps measured on this machine's drivers, and what we do about them:
+- pyodbc's fast_executemany crashes the process on the SQLite ODBC driver and
+  silently skips the rows after a duplicate on MariaDB's: never used. Batches
+  are multi-row VALUES statements that skip duplicates in the dialect's own way.
+- psqlODBC wraps every statement in a SAVEPOINT unless told otherwise: we add
+  `Protocol=7.4-1` (roll back the transaction, not the statement) to its
+  connection string.
+- MariaDB's driver returns long TEXT in pieces that pyodbc's default UTF-16
+  decoding garbles: MariaDBDialect.configure reads and writes UTF-8.
+- A connection that outlived a server restart fails on first use (SQLSTATE
+  08xxx, or 57P01 from PostgreSQL): is_disconnect() says so and the pool
+  replaces it.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+COLUMNS = ("room_id", "seq", "sender_id", "text", "server_time_us")
+
 
 class Dialect:
     name = "generic"
+    #: Rows per multi-row INSERT (5 parameters each; SQL Server takes at most 2100 parameters).
+    batch_rows = 1000
+    #: The current time in UTC, as the dialect writes it in SQL.
+    now = "CURRENT_TIMESTAMP"
 
     def connect(self) -> Any:
         raise NotImplementedError
 
-    def schema(self) -> list[str]:
-        """CREATE statements of the current schema version."""
+    #: The one-row table that records which schema version the database has.
+    version_table = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+
+    def migrations(self) -> dict[int, list[str]]:
+        """Schema version -> the statements that bring version-1 to it."""
         raise NotImplementedError
 
     def insert_returning_id(self, cursor: Any, sql: str, params: tuple) -> int:
         raise NotImplementedError
+
+    def insert_chat_sql(self, rows: int) -> str:
+        """A multi-row INSERT into chat_log that skips rows whose (room_id, seq) is already there."""
+        raise NotImplementedError
+
+    def limit(self, sql: str) -> str:
+        """sql (which ends in ORDER BY) limited to `?` rows, the last parameter."""
+        return sql + " LIMIT ?"
 
     def is_unique_violation(self, exc: BaseException) -> bool:
         raise NotImplementedError
@@ -34,10 +70,15 @@ class Dialect:
         raise NotImplementedError
 
     def describe(self) -> str:
-        """The URL with nothing secret in it, for logs and status."""
+        """Where the data is, with nothing secret in it, for logs and status."""
         raise NotImplementedError
 
+    @staticmethod
+    def _values(rows: int) -> str:
+        return ",".join(["(?,?,?,?,?)"] * rows)
 
+
+# ---------------------------------------------------------------------------- SQLite
 class SQLiteDialect(Dialect):
     """The zero-setup default: stdlib sqlite3, one file, WAL so readers never block the writer."""
 
@@ -53,14 +94,10 @@ class SQLiteDialect(Dialect):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=10000")
-        conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
-    def schema(self) -> list[str]:
-        return [
-            """CREATE TABLE IF NOT EXISTS schema_version (
-                   version INTEGER NOT NULL
-               )""",
+    def migrations(self) -> dict[int, list[str]]:
+        return {1: [
             """CREATE TABLE IF NOT EXISTS accounts (
                    id INTEGER PRIMARY KEY AUTOINCREMENT,
                    name TEXT NOT NULL UNIQUE,
@@ -84,11 +121,14 @@ class SQLiteDialect(Dialect):
                    server_time_us INTEGER NOT NULL,
                    PRIMARY KEY (room_id, seq)
                )""",
-        ]
+        ]}
 
     def insert_returning_id(self, cursor: Any, sql: str, params: tuple) -> int:
         cursor.execute(sql, params)
         return int(cursor.lastrowid)
+
+    def insert_chat_sql(self, rows: int) -> str:
+        return f"INSERT OR IGNORE INTO chat_log ({','.join(COLUMNS)}) VALUES {self._values(rows)}"
 
     def is_unique_violation(self, exc: BaseException) -> bool:
         if isinstance(exc, sqlite3.IntegrityError):
@@ -97,15 +137,270 @@ class SQLiteDialect(Dialect):
         return False
 
     def is_disconnect(self, exc: BaseException) -> bool:
-        # A file database has no connection to lose; a failed statement leaves it usable.
+        # A file has no connection to lose; a failed statement leaves the connection usable.
         return False
 
     def describe(self) -> str:
         return f"sqlite:///{self.path}"  # an absolute path gives the four-slash form
 
 
+# ---------------------------------------------------------------------------- ODBC
+def sqlstate(exc: BaseException) -> str:
+    """The SQLSTATE of a pyodbc error ('' for anything else)."""
+    args = getattr(exc, "args", ())
+    if args and isinstance(args[0], str) and len(args[0]) == 5:
+        return args[0]
+    return ""
+
+
+class OdbcDialect(Dialect):
+    """Common to every ODBC backend: pyodbc, autocommit, login and query timeouts."""
+
+    #: SQLSTATEs that mean the connection is gone: class 08 (connection exception) plus the backend's own.
+    disconnect_states: frozenset[str] = frozenset()
+    #: Messages of 'general error' (HY000) that mean the same.
+    disconnect_messages: tuple[str, ...] = ()
+
+    def __init__(self, connection_string: str, login_timeout: int = 5, query_timeout: int = 30) -> None:
+        self.connection_string = self.tune(connection_string)
+        self.login_timeout = login_timeout
+        self.query_timeout = query_timeout
+
+    def tune(self, connection_string: str) -> str:
+        """Driver options we rely on, added unless the operator set them."""
+        return connection_string
+
+    def connect(self) -> Any:
+        import pyodbc  # needs unixODBC's libodbc; imported only for odbc:// databases
+
+        conn = pyodbc.connect(self.connection_string, autocommit=True, timeout=self.login_timeout)
+        self.configure(conn, pyodbc)
+        for statement in self.session_setup():
+            conn.execute(statement)
+        return conn
+
+    def configure(self, conn: Any, pyodbc: Any) -> None:
+        """pyodbc settings a driver needs (text encodings)."""
+
+    def session_setup(self) -> list[str]:
+        """Statements run on each new connection: the query timeout and the time zone, server-side
+        (psqlODBC refuses pyodbc's connection-level timeout attribute)."""
+        return []
+
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        return sqlstate(exc) in ("23000", "23505")
+
+    def is_disconnect(self, exc: BaseException) -> bool:
+        state = sqlstate(exc)
+        if state.startswith("08") or state in self.disconnect_states:
+            return True
+        text = str(exc)
+        return state in ("HY000", "") and any(m in text for m in self.disconnect_messages)
+
+    def describe(self) -> str:
+        # Never show a password: drop PWD=/Password= from what we print.
+        shown = re.sub(r"(?i)(pwd|password)=(\{[^}]*\}|[^;]*)", r"\1=***", self.connection_string)
+        return f"odbc://{shown}"
+
+
+def _with_option(connection_string: str, key: str, value: str) -> str:
+    if re.search(rf"(?i)(^|;)\s*{re.escape(key)}\s*=", connection_string):
+        return connection_string
+    sep = "" if connection_string.endswith(";") or not connection_string else ";"
+    return f"{connection_string}{sep}{key}={value}"
+
+
+class PostgresDialect(OdbcDialect):
+    name = "postgresql"
+    disconnect_states = frozenset({"57P01", "57P02", "57P03"})  # admin shutdown, crash shutdown, cannot connect now
+    disconnect_messages = ("connection lost", "server closed the connection", "could not connect")
+
+    def tune(self, connection_string: str) -> str:
+        # 7.4-1: roll back the transaction on error instead of a SAVEPOINT around every statement.
+        return _with_option(connection_string, "Protocol", "7.4-1")
+
+    def session_setup(self) -> list[str]:
+        return [f"SET statement_timeout = {self.query_timeout * 1000}", "SET TIME ZONE 'UTC'"]
+
+    def migrations(self) -> dict[int, list[str]]:
+        return {1: [
+            """CREATE TABLE IF NOT EXISTS accounts (
+                   id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                   name VARCHAR(64) NOT NULL UNIQUE,
+                   password_hash VARCHAR(255) NOT NULL,
+                   created_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
+                   last_login_at TIMESTAMPTZ
+               )""",
+            """CREATE TABLE IF NOT EXISTS rooms (
+                   id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                   name VARCHAR(256) NOT NULL,
+                   creator_id BIGINT NOT NULL,
+                   created_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
+                   closed_at TIMESTAMPTZ
+               )""",
+            """CREATE TABLE IF NOT EXISTS chat_log (
+                   room_id BIGINT NOT NULL,
+                   seq BIGINT NOT NULL,
+                   sender_id BIGINT NOT NULL,
+                   text TEXT NOT NULL,
+                   server_time_us BIGINT NOT NULL,
+                   PRIMARY KEY (room_id, seq)
+               )""",
+        ]}
+
+    def insert_returning_id(self, cursor: Any, sql: str, params: tuple) -> int:
+        cursor.execute(sql + " RETURNING id", params)
+        return int(cursor.fetchone()[0])
+
+    def insert_chat_sql(self, rows: int) -> str:
+        return (f"INSERT INTO chat_log ({','.join(COLUMNS)}) VALUES {self._values(rows)} "
+                "ON CONFLICT (room_id, seq) DO NOTHING")
+
+
+class MariaDBDialect(OdbcDialect):
+    name = "mariadb"
+    now = "UTC_TIMESTAMP(6)"
+    disconnect_messages = ("gone away", "Lost connection", "(2006)", "(2013)", "Can't connect")
+
+    def tune(self, connection_string: str) -> str:
+        return _with_option(connection_string, "CHARSET", "utf8mb4")
+
+    def configure(self, conn: Any, pyodbc: Any) -> None:
+        # MariaDB Connector/ODBC hands long TEXT back in pieces that pyodbc's default (UTF-16) decoding
+        # garbles: the last characters of a 1,000-character text came back as CJK noise. UTF-8 both ways.
+        conn.setdecoding(pyodbc.SQL_CHAR, encoding="utf-8")
+        conn.setdecoding(pyodbc.SQL_WCHAR, encoding="utf-8")
+        conn.setencoding(encoding="utf-8")
+
+    def session_setup(self) -> list[str]:
+        # time_zone: DATETIME defaults in UTC, as on the other backends.
+        return [f"SET SESSION max_statement_time = {self.query_timeout}", "SET time_zone = '+00:00'"]
+
+    def migrations(self) -> dict[int, list[str]]:
+        table = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"  # _bin: names compare exactly
+        return {1: [
+            f"""CREATE TABLE IF NOT EXISTS accounts (
+                   id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                   name VARCHAR(64) NOT NULL UNIQUE,
+                   password_hash VARCHAR(255) NOT NULL,
+                   created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+                   last_login_at DATETIME(6) NULL
+               ) {table}""",
+            f"""CREATE TABLE IF NOT EXISTS rooms (
+                   id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                   name VARCHAR(256) NOT NULL,
+                   creator_id BIGINT NOT NULL,
+                   created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+                   closed_at DATETIME(6) NULL
+               ) {table}""",
+            f"""CREATE TABLE IF NOT EXISTS chat_log (
+                   room_id BIGINT NOT NULL,
+                   seq BIGINT NOT NULL,
+                   sender_id BIGINT NOT NULL,
+                   text TEXT NOT NULL,
+                   server_time_us BIGINT NOT NULL,
+                   PRIMARY KEY (room_id, seq)
+               ) {table}""",
+        ]}
+
+    def insert_returning_id(self, cursor: Any, sql: str, params: tuple) -> int:
+        cursor.execute(sql, params)
+        cursor.execute("SELECT LAST_INSERT_ID()")  # per connection, so no other insert can interfere
+        return int(cursor.fetchone()[0])
+
+    def insert_chat_sql(self, rows: int) -> str:
+        # Not INSERT IGNORE: that also turns truncation and other errors into warnings.
+        return (f"INSERT INTO chat_log ({','.join(COLUMNS)}) VALUES {self._values(rows)} "
+                "ON DUPLICATE KEY UPDATE seq = seq")
+
+
+class SQLServerDialect(OdbcDialect):
+    name = "sqlserver"
+    version_table = "IF OBJECT_ID('schema_version', 'U') IS NULL CREATE TABLE schema_version (version INT NOT NULL)"
+    batch_rows = 400  # 2000 parameters: SQL Server takes at most 2100 per statement
+    now = "SYSUTCDATETIME()"
+    disconnect_messages = ("Communication link failure", "connection is broken", "Adaptive Server connection")
+
+    def migrations(self) -> dict[int, list[str]]:
+        return {1: [
+            """IF OBJECT_ID('accounts', 'U') IS NULL CREATE TABLE accounts (
+                   id BIGINT IDENTITY(1,1) PRIMARY KEY,
+                   name NVARCHAR(64) COLLATE Latin1_General_BIN2 NOT NULL UNIQUE,
+                   password_hash VARCHAR(255) NOT NULL,
+                   created_at DATETIME2 NOT NULL DEFAULT SYSUTCDATETIME(),
+                   last_login_at DATETIME2 NULL
+               )""",
+            """IF OBJECT_ID('rooms', 'U') IS NULL CREATE TABLE rooms (
+                   id BIGINT IDENTITY(1,1) PRIMARY KEY,
+                   name NVARCHAR(256) NOT NULL,
+                   creator_id BIGINT NOT NULL,
+                   created_at DATETIME2 NOT NULL DEFAULT SYSUTCDATETIME(),
+                   closed_at DATETIME2 NULL
+               )""",
+            """IF OBJECT_ID('chat_log', 'U') IS NULL CREATE TABLE chat_log (
+                   room_id BIGINT NOT NULL,
+                   seq BIGINT NOT NULL,
+                   sender_id BIGINT NOT NULL,
+                   text NVARCHAR(MAX) NOT NULL,
+                   server_time_us BIGINT NOT NULL,
+                   PRIMARY KEY (room_id, seq)
+               )""",
+        ]}
+
+    def insert_returning_id(self, cursor: Any, sql: str, params: tuple) -> int:
+        # INSERT INTO t (cols) VALUES (...)  ->  INSERT INTO t (cols) OUTPUT INSERTED.id VALUES (...)
+        head, values = sql.split(" VALUES ", 1)
+        cursor.execute(f"{head} OUTPUT INSERTED.id VALUES {values}", params)
+        return int(cursor.fetchone()[0])
+
+    def insert_chat_sql(self, rows: int) -> str:
+        cols = ",".join(COLUMNS)
+        return (f"INSERT INTO chat_log ({cols}) SELECT {cols} FROM (VALUES {self._values(rows)}) AS v ({cols}) "
+                "WHERE NOT EXISTS (SELECT 1 FROM chat_log c WHERE c.room_id = v.room_id AND c.seq = v.seq)")
+
+    def limit(self, sql: str) -> str:
+        return sql + " OFFSET 0 ROWS FETCH NEXT ? ROWS ONLY"
+
+    def session_setup(self) -> list[str]:
+        return [f"SET LOCK_TIMEOUT {self.query_timeout * 1000}"]
+
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        # 23000 covers every integrity error; 2627/2601 are the unique-key ones.
+        return sqlstate(exc) == "23000" and ("2627" in str(exc) or "2601" in str(exc) or "duplicate" in str(exc))
+
+
+ODBC_DIALECTS: dict[str, type[OdbcDialect]] = {
+    "postgres": PostgresDialect,
+    "mariadb": MariaDBDialect,
+    "mysql": MariaDBDialect,
+    "freetds": SQLServerDialect,
+    "sql server": SQLServerDialect,
+    "tds": SQLServerDialect,
+}
+
+
+def odbc_dialect(connection_string: str) -> OdbcDialect:
+    """The dialect named by the connection string's DRIVER, or, for a DSN, by the server itself."""
+    match = re.search(r"(?i)(?:^|;)\s*driver\s*=\s*(\{[^}]*\}|[^;]*)", connection_string)
+    driver = match.group(1).strip("{} ").lower() if match else ""
+    for needle, cls in ODBC_DIALECTS.items():
+        if needle in driver:
+            return cls(connection_string)
+    if driver:
+        raise ValueError(f"unknown ODBC driver {driver!r}: use PostgreSQL, MariaDB/MySQL or SQL Server (FreeTDS)")
+    import pyodbc
+
+    with pyodbc.connect(connection_string, timeout=5) as conn:  # a DSN: ask the server what it is
+        dbms = conn.getinfo(pyodbc.SQL_DBMS_NAME).lower()
+    for needle, cls in (("postgres", PostgresDialect), ("maria", MariaDBDialect), ("mysql", MariaDBDialect),
+                        ("microsoft", SQLServerDialect)):
+        if needle in dbms:
+            return cls(connection_string)
+    raise ValueError(f"unsupported database {dbms!r} behind {connection_string!r}")
+
+
 def dialect_for(url: str) -> Dialect:
-    """The dialect of a --db URL: sqlite:///path or odbc://<connection string>."""
+    """The dialect of a --db URL: sqlite:///path or odbc://<ODBC connection string>."""
     if url.startswith("sqlite:///"):
         # As SQLAlchemy: sqlite:///relative/chat.db, sqlite:////absolute/chat.db
         path = unquote(url[len("sqlite:///"):])
@@ -113,5 +408,9 @@ def dialect_for(url: str) -> Dialect:
             raise ValueError(f"no file in database URL {url!r}; use sqlite:///path/to/chat.db")
         return SQLiteDialect(Path(path))
     if url.startswith("odbc://"):
-        raise ValueError("odbc:// databases are not supported yet")
+        connection_string = url[len("odbc://"):]
+        if not connection_string:
+            raise ValueError("odbc:// needs an ODBC connection string, e.g. "
+                             "odbc://DRIVER={PostgreSQL Unicode};SERVER=127.0.0.1;DATABASE=chat;UID=chat")
+        return odbc_dialect(connection_string)
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///path or odbc://<connection string>")

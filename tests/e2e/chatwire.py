@@ -81,3 +81,49 @@ class WireClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class AsyncWire:
+    """The asyncio flavour, for tests that need many clients at once."""
+
+    def __init__(self, reader, writer) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.decoder = FrameDecoder(MAX_FRAME, SERVER_IDS)
+        self.player_id = 0
+
+    @classmethod
+    async def connect(cls, host: str, port: int) -> AsyncWire:
+        import asyncio
+
+        reader, writer = await asyncio.open_connection(host, port)
+        return cls(reader, writer)
+
+    def send(self, *messages) -> None:
+        self.writer.write(b"".join(encode(m) for m in messages))
+
+    async def recv(self, timeout: float = 30.0):
+        import asyncio
+
+        while True:
+            frame = self.decoder.next_frame()
+            if frame is not None:
+                return decode_body(*frame)
+            data = await asyncio.wait_for(self.reader.read(65536), timeout)
+            if not data:
+                return None
+            self.decoder.feed(data)
+
+    async def expect(self, cls, timeout: float = 30.0):
+        msg = await self.recv(timeout)
+        assert isinstance(msg, cls), f"expected {cls.__name__}, got {msg}"
+        return msg
+
+    async def login(self, name: str, password: str = "pw"):
+        self.send(pb.C_LOGIN_REQ(name=name, password=password))
+        res = await self.expect(pb.S_LOGIN_RES)
+        self.player_id = res.player_id
+        return res
+
+    def close(self) -> None:
+        self.writer.close()

@@ -51,7 +51,11 @@ def test_three_clients_login_create_join_chat_leave_disconnect(cluster_factory, 
     gw = cluster.gateway_status()
     assert gw["loop"] == ("uvloop" if "uvloop" in flags else "SelectorEventLoop")
     assert gw["zmq_bridge"] == ("thread" if "thread" in flags else "reader")
+    full_flow(cluster)
 
+
+def full_flow(cluster) -> int:
+    """Three clients through every operation, every frame checked; returns the room id."""
     a, b, c = (WireClient(cluster.host, cluster.port) for _ in range(3))
     for client, name in ((a, unique("alice")), (b, unique("bob")), (c, unique("carol"))):
         res = client.login(name, "secret")
@@ -129,6 +133,7 @@ def test_three_clients_login_create_join_chat_leave_disconnect(cluster_factory, 
     assert pong.client_time_us == 77 and pong.server_time_us > 0
     for client in (a, b):
         client.close()
+    return room
 
 
 def test_rooms_on_different_shards_are_served_by_different_processes(cluster):

@@ -139,7 +139,7 @@ def test_racing_registrations_end_in_one_account(db):
 def test_room_ids_are_never_reused(db, tmp_path):
     ids = [db.allocate_room(f"r{i}", 1) for i in range(3)]
     assert ids == sorted(ids) and len(set(ids)) == 3
-    db.close_room(ids[-1])
+    db.close_rooms([ids[-1]])
     db.close()
     reopened = Database(f"sqlite:///{tmp_path / 'chat.db'}", scrypt_n=16)
     assert reopened.allocate_room("again", 1) > ids[-1]
@@ -156,3 +156,21 @@ def test_bad_urls():
         Database("mysql://x")
     with pytest.raises(ValueError):
         Database("sqlite:///")
+
+
+def test_chat_log_file_rotates(tmp_path):
+    from chatcluster.shards.chatlog import RotatingLines, format_line
+
+    lines = RotatingLines(tmp_path / "shard-0.log", max_bytes=1000, backups=2)
+    for seq in range(1, 61):
+        lines.write([format_line((1, seq, 2, f"hello {seq} ✓", 1_764_000_000_000_000))])
+    lines.close()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["shard-0.log", "shard-0.log.1", "shard-0.log.2"]
+    assert all(p.stat().st_size <= 1200 for p in tmp_path.iterdir())
+    newest_first = [tmp_path / n for n in ("shard-0.log", "shard-0.log.1", "shard-0.log.2")]
+    text = "".join(p.read_text() for p in reversed(newest_first)).splitlines()
+    seqs = [int(line.split("seq=")[1].split()[0]) for line in text]
+    assert seqs == list(range(seqs[0], 61))  # the newest lines, in order, none missing
+    last = text[-1]
+    assert last == '2025-11-24T16:00:00.000000Z room=1 seq=60 sender=2 text="hello 60 ✓"'
