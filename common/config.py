@@ -36,6 +36,7 @@ class Limits:
     max_room_name: int = 64         # UTF-8 bytes of a room name
     max_members: int = 1000         # per room, so S_JOIN_ROOM_RES always fits one frame
     write_buffer: int = 4 << 20     # bytes queued to one client before it is dropped as a slow consumer
+    max_logins_in_flight: int = 2000  # logins waiting for the database or a password hash, per gateway
     chat_log_backlog: int = 200_000  # messages a shard holds for the database while it is down
     request_timeout: float = 5.0    # seconds a gateway waits for a shard's answer
     list_timeout: float = 1.0       # seconds a room list waits for every shard

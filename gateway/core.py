@@ -83,7 +83,8 @@ class GatewayIO(Protocol):
 
 class GatewayStats:
     __slots__ = (
-        "accepted", "closed", "logins", "login_failures", "replaced", "protocol_errors", "bad_requests",
+        "accepted", "closed", "logins", "login_failures", "logins_refused_busy", "replaced", "protocol_errors",
+        "bad_requests",
         "chats_in", "bcast_in", "deliveries", "frames_out", "errors_sent", "slow_consumers", "timeouts",
         "shard_errors", "undone",
     )
@@ -121,6 +122,7 @@ class GatewayCore:
         self.stats = GatewayStats()
         self.verbose = log.isEnabledFor(logging.DEBUG)
         self.shutting_down = False
+        self.logins_in_flight = 0
         self._session_ids = itertools.count(1)
         self._request_ids = itertools.count(1)
 
@@ -207,14 +209,19 @@ class GatewayCore:
             problem = "password must not be empty"
         if problem is None and len(req.password.encode("utf-8")) > self.limits.max_password:
             problem = f"password longer than {self.limits.max_password} bytes"
+        if problem is None and self.logins_in_flight >= self.limits.max_logins_in_flight:
+            self.stats.logins_refused_busy += 1
+            problem = "the server is busy with other logins; try again in a moment"
         if problem is not None:
             self.stats.login_failures += 1
             self.send(session, encode(chat_pb2.S_LOGIN_RES(success=False, message=problem)))
             return
         session.pending = Pending("login", 0, float("inf"), name=req.name)
+        self.logins_in_flight += 1
         self.io.login(session.id, req.name, req.password)
 
     def on_login_done(self, session_id: int, result: LoginResult | BaseException) -> None:
+        self.logins_in_flight -= 1
         session = self.sessions.get(session_id)
         if session is None or session.closed:
             return

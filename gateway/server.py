@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ from chatcluster.common import logs, procutil
 from chatcluster.common.config import ClusterConfig
 from chatcluster.common.control import ControlServer, Snapshot
 from chatcluster.common.envelope import Batch
-from chatcluster.common.storage import DB, Database, LoginResult, login_steps
+from chatcluster.common.storage import CPU, DB, Database, LoginResult, login_steps
 from chatcluster.common.zmqbridge import Links, open_links
 from chatcluster.gateway.core import GatewayCore
 from chatcluster.gateway.session import Session
@@ -60,6 +61,29 @@ def loop_name(loop: asyncio.AbstractEventLoop) -> str:
     """uvloop, or asyncio's loop class (SelectorEventLoop / ProactorEventLoop)."""
     module = type(loop).__module__.split(".")[0]
     return "uvloop" if module == "uvloop" else type(loop).__name__.lstrip("_").replace("Unix", "")
+
+
+class OffloadTimer:
+    """Work handed to a thread pool: how long it queued for a thread, how long it ran (from any thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.jobs = 0
+        self.queued_total = 0.0
+        self.queued_max = 0.0
+        self.run_total = 0.0
+
+    def record(self, queued: float, ran: float) -> None:
+        with self._lock:
+            self.jobs += 1
+            self.queued_total += queued
+            self.queued_max = max(self.queued_max, queued)
+            self.run_total += ran
+
+    def as_dict(self) -> dict[str, float]:
+        jobs = self.jobs or 1
+        return {"jobs": self.jobs, "queue_wait_avg_ms": self.queued_total / jobs * 1000,
+                "queue_wait_max_ms": self.queued_max * 1000, "run_avg_ms": self.run_total / jobs * 1000}
 
 
 class ClientProtocol(asyncio.Protocol):
@@ -116,6 +140,7 @@ class GatewayServer:
         self.writes = 0
         self.bytes_out = 0
         self.bytes_in = 0
+        self.offload_timers = {DB: OffloadTimer(), CPU: OffloadTimer()}
         self.lag_max_ms = 0.0     # since start
         self.lag_window_ms = 0.0  # since the last published figures
         self.snapshot = Snapshot()
@@ -141,12 +166,25 @@ class GatewayServer:
                 kind, fn, args = steps.send(value)
             except StopIteration as done:
                 return done.value
-            executor = self.db_executor if kind == DB else self.cpu_executor
-            value = await self.loop.run_in_executor(executor, fn, *args)
+            value = await self._offload(kind, fn, *args)
 
     def allocate_room(self, request: int, name: str, creator_id: int) -> None:
-        future = self.loop.run_in_executor(self.db_executor, self.db.allocate_room, name, creator_id)
+        future = self._offload(DB, self.db.allocate_room, name, creator_id)
         future.add_done_callback(lambda f: self.core.on_room_allocated(request, _outcome(f)))
+
+    def _offload(self, kind: str, fn: Callable, *args: object) -> asyncio.Future:
+        """Run fn on the DB or CPU thread pool, timing how long it queued for a thread and how long it ran."""
+        timer = self.offload_timers[kind]
+        submitted = time.perf_counter()
+
+        def timed() -> object:
+            started = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                timer.record(started - submitted, time.perf_counter() - started)
+
+        return self.loop.run_in_executor(self.db_executor if kind == DB else self.cpu_executor, timed)
 
     def schedule_flush(self) -> None:
         if not self._flush_scheduled:
@@ -226,6 +264,9 @@ class GatewayServer:
             "bytes_out": self.bytes_out,
             "send_buffer_bytes": pending_out,
             "db_pool": self.db.pool.stats(),
+            "logins_in_flight": self.core.logins_in_flight,
+            "db_threads": self.offload_timers[DB].as_dict(),
+            "hash_threads": self.offload_timers[CPU].as_dict(),
             "loop_lag_ms": lag_window,
             "loop_lag_max_ms": self.lag_max_ms,
             "zmq": self.links.stats.as_dict(),

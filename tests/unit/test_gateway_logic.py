@@ -462,3 +462,21 @@ def test_leave_is_acked_even_when_the_shard_is_silent(cluster):
     gw.flush()
     assert a.one(pb.S_LEAVE_ROOM_ACK).success
     assert room not in gw.core.rooms and not gw.core.leaving
+
+
+def test_logins_in_flight_are_bounded(tmp_path):
+    cluster = MemCluster(tmp_path, shards=1, limits=Limits(max_logins_in_flight=2))
+    gw = cluster.gateway()
+    clients = [gw.connect() for _ in range(3)]
+    for i, c in enumerate(clients):
+        c.send(pb.C_LOGIN_REQ(name=f"u{i}", password="pw"))
+    gw.flush()
+    busy = clients[2].one(pb.S_LOGIN_RES)
+    assert not busy.success and "busy" in busy.message
+    assert gw.core.stats.logins_refused_busy == 1 and gw.core.logins_in_flight == 2
+    cluster.run()
+    assert all(c.one(pb.S_LOGIN_RES).success for c in clients[:2])
+    assert gw.core.logins_in_flight == 0
+    clients[2].send(pb.C_LOGIN_REQ(name="u2", password="pw"))
+    cluster.run()
+    assert clients[2].one(pb.S_LOGIN_RES).success
