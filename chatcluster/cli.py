@@ -182,46 +182,18 @@ def client(host: str, port: int, name: str | None) -> None:
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="cluster config file [default: <data-dir>/run/cluster.json]")
 @click.option("--json", "as_json", is_flag=True, help="print JSON for machines")
-def status(data_dir: str, config_file: str | None, as_json: bool) -> None:
-    """Ask every gateway and shard of a running cluster for its figures."""
-    from chatcluster.supervisor import fetch_status
+@click.option("--watch", is_flag=True, help="refresh in place every second until Ctrl-C")
+def status(data_dir: str, config_file: str | None, as_json: bool, watch: bool) -> None:
+    """Ask every gateway and shard of a running cluster for its figures (exit 1 if one is down).
+
+    Each process also serves them to Prometheus at the /metrics URL of its control port.
+    """
+    from chatcluster import status as status_view
 
     path = Path(config_file) if config_file else Path(data_dir) / RUN_FILE
     if not path.exists():
         raise click.ClickException(f"no cluster config at {path}: is a cluster running with --data-dir {data_dir}?")
-    config = ClusterConfig.load(path)
-    rows = []
-    targets = [("gateway", g.id, g.control_host, g.control_port) for g in config.gateways]
-    targets += [("shard", s.id, s.control_host, s.control_port) for s in config.shards]
-    for role, node_id, host, port in targets:
-        try:
-            row = fetch_status((host, port))
-            row["state"] = "up"
-        except OSError as exc:
-            row = {"role": role, "id": node_id, "state": "unreachable", "error": str(exc)}
-        row["control"] = f"{host}:{port}"
-        rows.append(row)
-    if as_json:
-        click.echo(json.dumps({"processes": rows}, indent=2))
-    else:
-        _print_status(rows)
-    if any(r["state"] != "up" for r in rows):
-        sys.exit(1)
-
-
-def _print_status(rows: list[dict]) -> None:
-    header = f"{'role':8} {'id':>3} {'state':12} {'pid':>7} {'uptime':>8} {'sessions':>8} {'rooms':>6} " \
-             f"{'members':>7} {'msgs/s':>8} {'deliv/s':>9} {'rss MB':>7} {'cpu%':>5}  control"
-    click.echo(header)
-    for r in rows:
-        if r["state"] != "up":
-            click.secho(f"{r['role']:8} {r['id']:>3} {r['state']:12} {'':>7} {'':>8} {'':>8} {'':>6} {'':>7} "
-                        f"{'':>8} {'':>9} {'':>7} {'':>5}  {r['control']}  {r.get('error', '')}", fg="red")
-            continue
-        click.echo(f"{r['role']:8} {r['id']:>3} {'up':12} {r['pid']:>7} {r['uptime_s']:>7.0f}s "
-                   f"{r.get('sessions', ''):>8} {r['rooms']:>6} {r['members']:>7} "
-                   f"{r.get('msgs_in_per_s', 0):>8.0f} {r.get('deliveries_per_s', 0):>9.0f} "
-                   f"{r['rss_bytes'] / 1e6:>7.1f} {r['cpu_percent']:>5.0f}  {r['control']}")
+    sys.exit(status_view.run(path, as_json, watch))
 
 
 # ---------------------------------------------------------------------------- db, history

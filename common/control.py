@@ -1,6 +1,7 @@
 """Each process's control endpoint: a small HTTP server on its control port.
 
     GET /status   the process's KPIs as JSON (what `chatctl status` prints)
+    GET /metrics  the same figures for Prometheus (common/metrics.py)
     GET /healthz  200 while the process's main loop is turning, 503 when it stalls
 
 HTTP so that an operator's tools (curl, Kubernetes probes, Prometheus) can
@@ -44,7 +45,9 @@ class ControlServer:
     def __init__(self, host: str, port: int, snapshot: Snapshot,
                  extra: dict[str, Callable[[], tuple[int, str, bytes]]] | None = None) -> None:
         self.snapshot = snapshot
-        routes = {"/status": self._status, "/healthz": self._health}
+        from chatcluster.common.metrics import metrics_route
+
+        routes = {"/status": self._status, "/healthz": self._health, "/metrics": metrics_route(snapshot)}
         routes.update(extra or {})
 
         class Handler(BaseHTTPRequestHandler):

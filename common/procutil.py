@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import signal
 import sys
@@ -59,6 +60,68 @@ def rss_bytes() -> int:
         return 0
     usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # the peak, where nothing better exists
     return usage if sys.platform == "darwin" else usage * 1024
+
+
+class Rates:
+    """Per-second rates of growing counters, from one reading to the next."""
+
+    def __init__(self) -> None:
+        self._last: tuple[float, dict[str, float]] | None = None
+
+    def per_second(self, counters: dict[str, float]) -> dict[str, float]:
+        """{name_per_s: rate} since the previous call (nothing on the first)."""
+        now = time.monotonic()
+        rates = {}
+        if self._last is not None:
+            then, before = self._last
+            dt = max(now - then, 1e-6)
+            rates = {f"{name}_per_s": (value - before.get(name, value)) / dt for name, value in counters.items()}
+        self._last = (now, dict(counters))
+        return rates
+
+
+class GcWatch:
+    """Collections and the pauses they cause, from gc.callbacks.
+
+    CPython's cyclic collector stops the whole process; a chat server's tail
+    latency is where its pauses show, so each process counts them.
+    """
+
+    def __init__(self) -> None:
+        self.collections = [0, 0, 0]
+        self.pauses = 0
+        self.pause_total = 0.0
+        self.pause_max = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        pause = time.perf_counter() - self._started
+        self.collections[info.get("generation", 0)] += 1
+        self.pauses += 1
+        self.pause_total += pause
+        self.pause_max = max(self.pause_max, pause)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"collections": sum(self.collections), "gen2": self.collections[2], "pauses": self.pauses,
+                "pause_total_ms": self.pause_total * 1000, "pause_max_ms": self.pause_max * 1000}
+
+
+class ProcessFigures:
+    """What every process reports about itself: pid, uptime, memory, CPU, GC."""
+
+    def __init__(self) -> None:
+        self.started = time.time()
+        self.cpu = CpuMeter()
+        self.gc = GcWatch()
+        self.rates = Rates()
+
+    def read(self) -> dict[str, object]:
+        return {"pid": os.getpid(), "uptime_s": time.time() - self.started, "rss_bytes": rss_bytes(),
+                "cpu_percent": self.cpu.read(), "gc": self.gc.as_dict()}
 
 
 class CpuMeter:

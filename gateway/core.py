@@ -83,8 +83,8 @@ class GatewayIO(Protocol):
 
 class GatewayStats:
     __slots__ = (
-        "accepted", "closed", "logins", "login_failures", "logins_refused_busy", "replaced", "protocol_errors",
-        "bad_requests",
+        "accepted", "closed", "frames_in", "logins", "login_failures", "logins_refused_busy", "replaced",
+        "protocol_errors", "bad_requests",
         "chats_in", "bcast_in", "deliveries", "frames_out", "errors_sent", "slow_consumers", "timeouts",
         "shard_errors", "undone",
     )
@@ -151,12 +151,14 @@ class GatewayCore:
     def _pump(self, session: Session) -> None:
         """Handle buffered frames until none is left or the session must wait for an answer."""
         decoder = session.decoder
+        stats = self.stats
         try:
             while session.pending is None and session.state is not State.CLOSED:
                 frame = decoder.next_frame()
                 if frame is None:
                     break
                 msg_id, body = frame
+                stats.frames_in += 1
                 if msg_id == C_ROOM_CHAT_REQ and session.state is State.IN_ROOM:
                     # The hot path: the shard decodes and checks the body; we only route it.
                     if self.verbose:
@@ -164,7 +166,7 @@ class GatewayCore:
                                                                           session.room_id), len(body))
                     chat = cluster_pb2.ChatIn(room_id=session.room_id, session=session.id, body=body)
                     self.io.to_shard(session.room_shard, Kind.CHAT, chat.SerializeToString())
-                    self.stats.chats_in += 1
+                    stats.chats_in += 1
                 else:
                     self._request(session, msg_id, body)
         except ProtocolError as exc:

@@ -143,10 +143,10 @@ class GatewayServer:
         self.offload_timers = {DB: OffloadTimer(), CPU: OffloadTimer()}
         self.lag_max_ms = 0.0     # since start
         self.lag_window_ms = 0.0  # since the last published figures
+        self.send_buffer_peak = 0
+        self.send_buffer_peak_sessions = 0
         self.snapshot = Snapshot()
-        self.started = time.time()
-        self.cpu = procutil.CpuMeter()
-        self._prev: tuple[float, ...] | None = None
+        self.figures = procutil.ProcessFigures()
 
     # ---- GatewayIO ------------------------------------------------------------
     def to_shard(self, shard: int, kind: int, payload: bytes) -> None:
@@ -234,24 +234,22 @@ class GatewayServer:
 
     # ---- figures ----------------------------------------------------------------
     def publish(self) -> None:
-        now = time.monotonic()
         st = self.core.stats
-        counters = (now, st.chats_in, st.deliveries, self.writes, self.links.stats.received, self.links.stats.sent)
-        rates = {}
-        if self._prev is not None:
-            dt = max(now - self._prev[0], 1e-6)
-            names = ("msgs_in_per_s", "deliveries_per_s", "writes_per_s", "zmq_in_per_s", "zmq_out_per_s")
-            rates = {n: (c - p) / dt for n, c, p in zip(names, counters[1:], self._prev[1:], strict=True)}
-        self._prev = counters
+        rates = self.figures.rates.per_second({
+            "msgs_in": st.chats_in, "deliveries": st.deliveries, "writes": self.writes,
+            "zmq_in": self.links.stats.received, "zmq_out": self.links.stats.sent, "frames_in": st.frames_in,
+        })
         members = sum(len(m) for m in self.core.rooms.values())
         lag_window, self.lag_window_ms = self.lag_window_ms, 0.0
-        pending_out = sum(s.transport.get_write_buffer_size() for s in self.core.sessions.values()
-                          if s.transport is not None)
+        # Unsent bytes in the transports: what clients have not read yet (sampled once a second).
+        buffered = [b for s in self.core.sessions.values()
+                    if s.transport is not None and (b := s.transport.get_write_buffer_size())]
+        self.send_buffer_peak = max(self.send_buffer_peak, sum(buffered))
+        self.send_buffer_peak_sessions = max(self.send_buffer_peak_sessions, len(buffered))
         self.snapshot.publish({
             "role": "gateway",
             "id": self.gateway_id,
-            "pid": os.getpid(),
-            "uptime_s": time.time() - self.started,
+            **self.figures.read(),
             "listen": f"{self.spec.host}:{self.spec.port}",
             "loop": loop_name(self.loop),
             "zmq_bridge": self.links.mode,
@@ -262,7 +260,10 @@ class GatewayServer:
             "pending_requests": len(self.core.pending),
             "writes": self.writes,
             "bytes_out": self.bytes_out,
-            "send_buffer_bytes": pending_out,
+            "send_buffer_bytes": sum(buffered),
+            "send_buffer_sessions": len(buffered),
+            "send_buffer_peak_bytes": self.send_buffer_peak,
+            "send_buffer_peak_sessions": self.send_buffer_peak_sessions,
             "db_pool": self.db.pool.stats(),
             "logins_in_flight": self.core.logins_in_flight,
             "db_threads": self.offload_timers[DB].as_dict(),
@@ -270,8 +271,6 @@ class GatewayServer:
             "loop_lag_ms": lag_window,
             "loop_lag_max_ms": self.lag_max_ms,
             "zmq": self.links.stats.as_dict(),
-            "rss_bytes": procutil.rss_bytes(),
-            "cpu_percent": self.cpu.read(),
             **self.core.stats.as_dict(),
             **rates,
         })

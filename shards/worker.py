@@ -56,16 +56,14 @@ class ShardWorker:
         self.links = LinkStats()
         self.queue = SendQueue(self._send_to_gateway, self.links)
         self.stopping = False
-        self.started = time.time()
         self.snapshot = Snapshot()
-        self.cpu = procutil.CpuMeter()
+        self.figures = procutil.ProcessFigures()
         # figures (ZeroMQ out: self.links)
         self.zmq_in = 0
         self.envelopes = 0
         self.bad_batches = 0
         self.unroutable = 0
         self.jobs_peak = 0
-        self._rates_prev: tuple[float, int, int, int, int] | None = None
 
     def stop(self) -> None:
         self.stopping = True
@@ -157,20 +155,15 @@ class ShardWorker:
 
     # ---- figures ------------------------------------------------------------
     def _publish(self) -> None:
-        now = time.monotonic()
         book = self.book
-        counters = (now, book.chats, book.deliveries, self.zmq_in, self.links.sent)
-        rates = {}
-        if self._rates_prev is not None:
-            dt = max(now - self._rates_prev[0], 1e-6)
-            names = ("msgs_in_per_s", "deliveries_per_s", "zmq_in_per_s", "zmq_out_per_s")
-            rates = {n: (c - p) / dt for n, c, p in zip(names, counters[1:], self._rates_prev[1:], strict=True)}
-        self._rates_prev = counters
+        rates = self.figures.rates.per_second({
+            "msgs_in": book.chats, "deliveries": book.deliveries, "zmq_in": self.zmq_in, "zmq_out": self.links.sent,
+            "envelopes": self.envelopes,
+        })
         self.snapshot.publish({
             "role": "shard",
             "id": self.shard_id,
-            "pid": os.getpid(),
-            "uptime_s": time.time() - self.started,
+            **self.figures.read(),
             "endpoint": self.spec.endpoint,
             "rooms": len(book.rooms),
             "members": book.members,
@@ -187,8 +180,6 @@ class ShardWorker:
             "bad_batches": self.bad_batches,
             "zmq_unroutable": self.unroutable,
             "chatlog": self.chatlog.stats() if self.chatlog is not None else None,
-            "rss_bytes": procutil.rss_bytes(),
-            "cpu_percent": self.cpu.read(),
             **rates,
         })
         self.jobs_peak = 0

@@ -1,0 +1,134 @@
+"""`chatctl status`: one row per process of a running cluster, from each control endpoint."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from chatcluster.common.config import ClusterConfig
+from chatcluster.supervisor import fetch_status
+
+
+def collect(config: ClusterConfig) -> list[dict[str, Any]]:
+    """Every gateway's and shard's /status; a process that does not answer is a row saying so."""
+    targets = [("gateway", g.id, g.control_host, g.control_port) for g in config.gateways]
+    targets += [("shard", s.id, s.control_host, s.control_port) for s in config.shards]
+    rows = []
+    for role, node_id, host, port in targets:
+        try:
+            row = fetch_status((host, port))
+            row["state"] = "up"
+        except (OSError, ValueError) as exc:
+            row = {"role": role, "id": node_id, "state": "unreachable", "error": str(exc)}
+        row["control"] = f"http://{host}:{port}"
+        row["metrics"] = f"http://{host}:{port}/metrics"
+        rows.append(row)
+    return rows
+
+
+def _num(value: Any, fmt: str = ",.0f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _get(row: dict, *path: str) -> Any:
+    for key in path:
+        if not isinstance(row, dict):
+            return None
+        row = row.get(key)
+    return row
+
+
+NAME = ("process", "left", lambda r: f"{r['role']} {r['id']}")
+STATE = ("state", "left", lambda r: r["state"])
+
+#: Two tables, one row per process each: the traffic, then the queues behind it.
+TRAFFIC = [
+    NAME, STATE,
+    ("pid", "right", lambda r: _num(r.get("pid"), "d")),
+    ("uptime", "right", lambda r: f"{r['uptime_s']:.0f}s" if "uptime_s" in r else "-"),
+    ("sessions", "right", lambda r: _num(r.get("sessions"))),
+    ("rooms", "right", lambda r: _num(r.get("rooms"))),
+    ("members", "right", lambda r: _num(r.get("members"))),
+    ("msgs in/s", "right", lambda r: _num(r.get("msgs_in_per_s"))),
+    ("deliv/s", "right", lambda r: _num(r.get("deliveries_per_s"))),
+    ("send/s", "right", lambda r: _num(r.get("writes_per_s"))),
+    ("deliv/send", "right", lambda r: _num(r["deliveries_per_s"] / r["writes_per_s"], ".2f")
+        if r.get("writes_per_s") else "-"),
+    ("sendbuf KB (sess)", "right", lambda r: "-" if "send_buffer_bytes" not in r else
+        f"{r['send_buffer_bytes'] / 1024:,.0f} ({r['send_buffer_sessions']})"),
+    ("peak KB (sess)", "right", lambda r: "-" if "send_buffer_peak_bytes" not in r else
+        f"{r['send_buffer_peak_bytes'] / 1024:,.0f} ({r['send_buffer_peak_sessions']})"),
+    ("RSS MB", "right", lambda r: _num(r.get("rss_bytes") and r["rss_bytes"] / 1e6, ",.1f")),
+    ("CPU%", "right", lambda r: _num(r.get("cpu_percent"))),
+]
+QUEUES = [
+    NAME,
+    ("zmq in/s", "right", lambda r: _num(r.get("zmq_in_per_s"))),
+    ("zmq out/s", "right", lambda r: _num(r.get("zmq_out_per_s"))),
+    ("zmq queue", "right", lambda r: _num(_get(r, "zmq", "backlog"))),
+    ("jobs enq/s", "right", lambda r: _num(r.get("envelopes_per_s", r.get("frames_in_per_s")))),
+    ("exec/s", "right", lambda r: _num(r.get("envelopes_per_s", r.get("frames_in_per_s")))),
+    ("q-peak", "right", lambda r: _num(r.get("jobs_peak"))),
+    ("db use/size", "right", lambda r: _pool(r)),
+    ("db wait max ms", "right", lambda r: _num(_pool_stat(r, "acquire_wait_max_ms"), ".1f")),
+    ("chatlog backlog", "right", lambda r: _num(_get(r, "chatlog", "backlog"))),
+    ("gc pauses (max ms)", "right", lambda r: "-" if "gc" not in r else
+        f"{r['gc']['pauses']:,} ({r['gc']['pause_max_ms']:.0f})"),
+    ("metrics", "left", lambda r: r["metrics"]),
+]
+
+
+def _pool_stat(row: dict, key: str) -> Any:
+    pool = row.get("db_pool") or _get(row, "chatlog", "db_pool")
+    return pool.get(key) if pool else None
+
+
+def _pool(row: dict) -> str:
+    pool = row.get("db_pool") or _get(row, "chatlog", "db_pool")
+    return f"{pool['in_use']}/{pool['size']}" if pool else "-"
+
+
+def table(rows: list[dict[str, Any]], columns: list, title: str = "") -> Table:
+    out = Table(title=title, title_justify="left", header_style="bold")
+    for header, justify, _ in columns:
+        out.add_column(header, justify=justify, no_wrap=True)
+    for row in rows:
+        if row["state"] != "up":  # shown, not hidden: which process, and why
+            cells = [f"{row['role']} {row['id']}", row["state"]]
+            cells += [row.get("error", "")[:60]] + ["-"] * (len(columns) - 3)
+            out.add_row(*cells[:len(columns)], style="red")
+        else:
+            out.add_row(*(get(row) for _, _, get in columns))
+    return out
+
+
+def tables(rows: list[dict[str, Any]], title: str = "") -> Group:
+    return Group(table(rows, TRAFFIC, title), table(rows, QUEUES))
+
+
+def run(config_path: Path, as_json: bool, watch: bool, interval: float = 1.0) -> int:
+    """Print the status once (or, with watch, refresh it in place until Ctrl-C); 1 if a process is down."""
+    config = ClusterConfig.load(config_path)
+    console = Console() if Console().is_terminal else Console(width=200)
+    if as_json and not watch:
+        rows = collect(config)
+        print(json.dumps({"processes": rows}, indent=2))
+        return 0 if all(r["state"] == "up" for r in rows) else 1
+    if not watch:
+        rows = collect(config)
+        console.print(tables(rows))
+        return 0 if all(r["state"] == "up" for r in rows) else 1
+    try:
+        with Live(console=console, auto_refresh=False) as live:
+            while True:
+                rows = collect(config)
+                live.update(tables(rows, title=time.strftime("%H:%M:%S  (Ctrl-C to stop)")), refresh=True)
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        return 0
