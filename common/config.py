@@ -35,6 +35,14 @@ class Limits:
     max_password: int = 1024        # UTF-8 bytes of a password
     max_room_name: int = 64         # UTF-8 bytes of a room name
     max_members: int = 1000         # per room, so S_JOIN_ROOM_RES always fits one frame
+    max_rooms: int = 100_000        # per shard
+    max_connections: int = 50_000   # per gateway
+    login_timeout: float = 15.0     # seconds a new connection has to send C_LOGIN_REQ
+    chat_rate: float = 500.0        # requests a second per session (token bucket), chats included ...
+    chat_burst: int = 1000          # ... with this many saved up
+    flood_after: int = 1000         # requests refused in a row for rate before the connection is dropped
+    login_failures_per_name: int = 5      # failed logins before the name is locked (1 s, doubling to 5 min)
+    login_failures_per_address: int = 20  # the same per client address
     write_buffer: int = 4 << 20     # bytes queued to one client before it is dropped as a slow consumer
     max_logins_in_flight: int = 2000  # logins waiting for the database or a password hash, per gateway
     chat_log_backlog: int = 200_000  # messages a shard holds for the database while it is down

@@ -36,6 +36,7 @@ from chatcluster.common.frames import (
 )
 from chatcluster.common.hashing import owner
 from chatcluster.common.storage import LoginResult
+from chatcluster.gateway.guard import LoginGuard, TokenBucket
 from chatcluster.gateway.session import Pending, Session, State
 from chatcluster.proto import chat_pb2, cluster_pb2
 
@@ -86,7 +87,8 @@ class GatewayStats:
         "accepted", "closed", "frames_in", "logins", "login_failures", "logins_refused_busy", "replaced",
         "protocol_errors", "bad_requests",
         "chats_in", "bcast_in", "deliveries", "frames_out", "errors_sent", "slow_consumers", "timeouts",
-        "shard_errors", "undone",
+        "shard_errors", "undone", "rate_limited", "floods", "login_throttled", "connections_refused",
+        "login_timeouts",
     )
 
     def __init__(self) -> None:
@@ -123,19 +125,27 @@ class GatewayCore:
         self.verbose = log.isEnabledFor(logging.DEBUG)
         self.shutting_down = False
         self.logins_in_flight = 0
+        self.unbound: dict[int, float] = {}  # sessions not logged in yet -> when they connected
+        self.login_guard = LoginGuard(self.limits.login_failures_per_name, self.limits.login_failures_per_address)
         self._session_ids = itertools.count(1)
         self._request_ids = itertools.count(1)
 
     # ---- connections --------------------------------------------------------
     def open_session(self, transport: object = None, peer: str = "") -> Session:
         session = Session(next(self._session_ids), FrameDecoder(self.limits.max_frame), transport, peer)
+        full = len(self.sessions) >= self.limits.max_connections
         self.sessions[session.id] = session
+        self.unbound[session.id] = self.clock()
         self.stats.accepted += 1
         if self.verbose:
             log.debug("%sOnConnected() peer=%s", logs.ctx(session.id), peer)
         if self.shutting_down:
             self.send_error(session, ErrorCode.SHUTTING_DOWN, "the server is shutting down")
             self._close(session, "shutting down")
+        elif full:
+            self.stats.connections_refused += 1
+            self.send_error(session, ErrorCode.LIMIT, f"server full ({self.limits.max_connections} connections)")
+            self._close(session, "connection limit")
         return session
 
     def connection_lost(self, session: Session) -> None:
@@ -159,6 +169,13 @@ class GatewayCore:
                     break
                 msg_id, body = frame
                 stats.frames_in += 1
+                bucket = session.bucket
+                if bucket is not None:
+                    if not bucket.take(self.clock()):
+                        self._rate_limited(session)
+                        continue
+                    if session.refused_streak:
+                        session.refused_streak = 0
                 if msg_id == C_ROOM_CHAT_REQ and session.state is State.IN_ROOM:
                     # The hot path: the shard decodes and checks the body; we only route it.
                     if self.verbose:
@@ -211,6 +228,9 @@ class GatewayCore:
             problem = "password must not be empty"
         if problem is None and len(req.password.encode("utf-8")) > self.limits.max_password:
             problem = f"password longer than {self.limits.max_password} bytes"
+        if problem is None and (wait := self.login_guard.wait(req.name, session.address, self.clock())) > 0:
+            self.stats.login_throttled += 1
+            problem = f"too many failed logins; try again in {wait:.0f} s"
         if problem is None and self.logins_in_flight >= self.limits.max_logins_in_flight:
             self.stats.logins_refused_busy += 1
             problem = "the server is busy with other logins; try again in a moment"
@@ -236,6 +256,7 @@ class GatewayCore:
                 success=False, message="login is unavailable right now (database error); try again later")))
         elif not result.ok:
             self.stats.login_failures += 1
+            self.login_guard.failed(name, session.address, self.clock())
             if self.verbose:
                 log.debug("%sS_LOGIN_RES success=false name=%r (%s)", logs.ctx(session.id), name, result.message)
             self.send(session, encode(chat_pb2.S_LOGIN_RES(success=False, message=result.message)))
@@ -248,6 +269,9 @@ class GatewayCore:
                 self.send_error(previous, ErrorCode.REPLACED, "logged in on another connection")
                 self._close(previous, "replaced")
             session.bind(chat_pb2.Player(player_id=result.player_id, name=name))
+            session.bucket = TokenBucket(self.limits.chat_rate, self.limits.chat_burst, self.clock())
+            self.unbound.pop(session.id, None)
+            self.login_guard.succeeded(name)
             self.players[result.player_id] = session
             self.stats.logins += 1
             if self.verbose:
@@ -446,6 +470,14 @@ class GatewayCore:
     def tick(self) -> None:
         """Expire requests whose shard did not answer; call a few times a second."""
         now = self.clock()
+        late = now - self.limits.login_timeout
+        for session_id in [sid for sid, since in self.unbound.items() if since <= late]:
+            session = self.sessions.get(session_id)
+            if session is None or session.pending is not None:  # gone, or its login is being checked
+                continue
+            self.stats.login_timeouts += 1
+            self.send_error(session, ErrorCode.NOT_LOGGED_IN, f"no login within {self.limits.login_timeout:.0f} s")
+            self._close(session, "login timeout")
         for request in [r for r, leaving in self.leaving.items() if leaving[2] <= now]:
             # The shard is unreachable; the session is out of the room here whatever it says later.
             self.stats.timeouts += 1
@@ -511,6 +543,18 @@ class GatewayCore:
         session.out.clear()
         self._drop(session, "slow consumer", abort=True)
 
+    def _rate_limited(self, session: Session) -> None:
+        self.stats.rate_limited += 1
+        session.refused_streak += 1
+        if session.refused_streak >= self.limits.flood_after:
+            self.stats.floods += 1
+            log.warning("%sflooding: %d requests refused for rate in a row; disconnecting",
+                        logs.ctx(session.id, session.player_id, session.room_id), session.refused_streak)
+            self._drop(session, "flooding", abort=True)
+            return
+        self.send_error(session, ErrorCode.RATE_LIMITED,
+                        f"slow down: at most {self.limits.chat_rate:.0f} requests a second")
+
     # ---- internals ------------------------------------------------------------
     def _wait(self, session: Session, pending: Pending) -> None:
         session.pending = pending
@@ -575,6 +619,7 @@ class GatewayCore:
             del self.players[session.player_id]
         session.close()
         self.sessions.pop(session.id, None)
+        self.unbound.pop(session.id, None)
         self.stats.closed += 1
         level = logging.DEBUG if reason == PEER_CLOSED else logging.INFO
         if level == logging.INFO or self.verbose:

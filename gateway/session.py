@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatcluster.common.frames import FrameDecoder
+from chatcluster.gateway.guard import TokenBucket
 from chatcluster.proto import chat_pb2
 
 
@@ -44,7 +45,7 @@ class Pending:
 class Session:
     __slots__ = (
         "id", "state", "player", "room_id", "room_shard", "pending", "decoder",
-        "out", "dirty", "paused", "transport", "peer",
+        "out", "dirty", "paused", "transport", "peer", "address", "bucket", "refused_streak",
     )
 
     def __init__(self, session_id: int, decoder: FrameDecoder, transport: Any = None, peer: str = "") -> None:
@@ -60,6 +61,9 @@ class Session:
         self.paused = False          # reading paused while busy
         self.transport = transport
         self.peer = peer
+        self.address = peer.rsplit(":", 1)[0]  # the client's host, for per-address login limits
+        self.bucket: TokenBucket | None = None  # the request rate limit, from login on
+        self.refused_streak = 0  # requests refused for rate in a row (a flood is dropped)
 
     # ---- queries ----------------------------------------------------------
     @property

@@ -151,6 +151,11 @@ class RoomBook:
             out.reply(gateway, msg.request, member.session, False, msg.room_id,
                       encode(chat_pb2.S_CREATE_ROOM_RES(success=False, message=f"room id {msg.room_id} is taken")))
             return
+        if len(self.rooms) >= self.limits.max_rooms:
+            self.refused += 1
+            frame = error_frame(ErrorCode.LIMIT, f"no more rooms here ({self.limits.max_rooms} per shard)")
+            out.reply(gateway, msg.request, member.session, False, msg.room_id, frame)
+            return
         self._leave_current(member.key, out)
         room = self.rooms[msg.room_id] = Room(msg.room_id, msg.name)
         self.rooms_created += 1
