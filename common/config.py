@@ -47,6 +47,9 @@ class Limits:
     max_logins_in_flight: int = 2000  # logins waiting for the database or a password hash, per gateway
     chat_log_backlog: int = 200_000  # messages a shard holds for the database while it is down
     request_timeout: float = 5.0    # seconds a gateway waits for a shard's answer
+    heartbeat: float = 1.0          # seconds between a gateway's heartbeats to each shard
+    shard_timeout: float = 3.0      # a shard silent this long is down: its rooms answer UNAVAILABLE
+    gateway_timeout: float = 5.0    # a gateway silent this long is gone: shards drop its sessions
     list_timeout: float = 1.0       # seconds a room list waits for every shard
 
 

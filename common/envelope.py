@@ -28,6 +28,7 @@ class Kind(IntEnum):
     CHAT = 4
     LIST = 5
     HELLO = 6  # both ways
+    REBUILD = 7
     # shard -> gateway
     REPLY = 16
     DELIVER = 17
@@ -41,6 +42,7 @@ PAYLOAD_TYPES: dict[int, type[Message]] = {
     Kind.CHAT: cluster_pb2.ChatIn,
     Kind.LIST: cluster_pb2.ListRooms,
     Kind.HELLO: cluster_pb2.Hello,
+    Kind.REBUILD: cluster_pb2.Rebuild,
     Kind.REPLY: cluster_pb2.Reply,
     Kind.DELIVER: cluster_pb2.Deliver,
     Kind.ROOMS: cluster_pb2.RoomList,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -37,6 +38,8 @@ from chatcluster.common.frames import (
 from chatcluster.common.hashing import owner
 from chatcluster.common.storage import LoginResult
 from chatcluster.gateway.guard import LoginGuard, TokenBucket
+from chatcluster.gateway.health import Event as HealthEvent
+from chatcluster.gateway.health import ShardHealth
 from chatcluster.gateway.session import Pending, Session, State
 from chatcluster.proto import chat_pb2, cluster_pb2
 
@@ -88,7 +91,7 @@ class GatewayStats:
         "protocol_errors", "bad_requests",
         "chats_in", "bcast_in", "deliveries", "frames_out", "errors_sent", "slow_consumers", "timeouts",
         "shard_errors", "undone", "rate_limited", "floods", "login_throttled", "connections_refused",
-        "login_timeouts",
+        "login_timeouts", "rebuilds", "unavailable",
     )
 
     def __init__(self) -> None:
@@ -108,6 +111,7 @@ class GatewayCore:
         registration_open: bool = True,
         clock: Callable[[], float] = time.monotonic,
         clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
+        node: str = "gw0",
     ) -> None:
         self.io = io
         self.shard_ids = list(shard_ids)
@@ -125,10 +129,30 @@ class GatewayCore:
         self.verbose = log.isEnabledFor(logging.DEBUG)
         self.shutting_down = False
         self.logins_in_flight = 0
+        self.node = node
+        self.incarnation = secrets.randbits(63) | 1  # shards tell a restarted gateway by this
+        self.health = [ShardHealth(self.limits.shard_timeout, self.clock()) for _ in self.shard_ids]
+        self.room_names: dict[int, str] = {}  # local rooms: what a rebuild needs to tell a restarted shard
+        self.room_seq: dict[int, int] = {}    # local rooms: the last seq delivered here
+        self._next_heartbeat = 0.0
         self.unbound: dict[int, float] = {}  # sessions not logged in yet -> when they connected
         self.login_guard = LoginGuard(self.limits.login_failures_per_name, self.limits.login_failures_per_address)
         self._session_ids = itertools.count(1)
         self._request_ids = itertools.count(1)
+
+    def start(self) -> None:
+        """Greet every shard before anything else goes out, so each sees this incarnation first."""
+        self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        hello = cluster_pb2.Hello(node=self.node, incarnation=self.incarnation, sent_us=self.clock_us())
+        payload = hello.SerializeToString()
+        for shard in range(len(self.shard_ids)):
+            self.io.to_shard(shard, Kind.HELLO, payload)
+        self._next_heartbeat = self.clock() + self.limits.heartbeat
+
+    def shard_down(self, shard: int) -> bool:
+        return self.health[shard].down
 
     # ---- connections --------------------------------------------------------
     def open_session(self, transport: object = None, peer: str = "") -> Session:
@@ -178,6 +202,9 @@ class GatewayCore:
                         session.refused_streak = 0
                 if msg_id == C_ROOM_CHAT_REQ and session.state is State.IN_ROOM:
                     # The hot path: the shard decodes and checks the body; we only route it.
+                    if self.health[session.room_shard].down:
+                        self._unavailable(session, session.room_shard)
+                        continue
                     if self.verbose:
                         log.debug("%sC_ROOM_CHAT_REQ body=%d", logs.ctx(session.id, session.player_id,
                                                                           session.room_id), len(body))
@@ -307,14 +334,22 @@ class GatewayCore:
             self._finish(request)
             return
         pending.shard = self.owner(room_id)
+        if self.health[pending.shard].down:
+            self._finish(request)
+            self._unavailable(session, pending.shard)
+            self._pump(session)
+            return
         pending.deadline = self.clock() + self.limits.request_timeout
         create = cluster_pb2.CreateRoom(request=request, room_id=room_id, name=pending.name,
                                         member=cluster_pb2.Member(session=session.id, player=session.player))
         self.io.to_shard(pending.shard, Kind.CREATE, create.SerializeToString())
 
     def _on_join(self, session: Session, req: chat_pb2.C_JOIN_ROOM_REQ) -> None:
-        request = next(self._request_ids)
         shard = self.owner(req.room_id)
+        if self.health[shard].down:
+            self._unavailable(session, shard)
+            return
+        request = next(self._request_ids)
         self._wait(session, Pending("join", request, self.clock() + self.limits.request_timeout, shard=shard))
         join = cluster_pb2.JoinRoom(request=request, room_id=req.room_id,
                                     member=cluster_pb2.Member(session=session.id, player=session.player))
@@ -334,11 +369,14 @@ class GatewayCore:
 
     def _on_list(self, session: Session, req: chat_pb2.C_ROOM_LIST_REQ) -> None:
         request = next(self._request_ids)
-        pending = Pending("list", request, self.clock() + self.limits.list_timeout,
-                          waiting=set(range(len(self.shard_ids))))
+        up = {k for k in range(len(self.shard_ids)) if not self.health[k].down}  # the down ones' rooms are not listed
+        pending = Pending("list", request, self.clock() + self.limits.list_timeout, waiting=up)
         self._wait(session, pending)
+        if not up:
+            self._answer_list(session, pending)
+            return
         payload = cluster_pb2.ListRooms(request=request).SerializeToString()
-        for shard in range(len(self.shard_ids)):
+        for shard in up:
             self.io.to_shard(shard, Kind.LIST, payload)
 
     def _on_ping(self, session: Session, req: chat_pb2.C_PING) -> None:
@@ -370,7 +408,7 @@ class GatewayCore:
                 elif kind == Kind.ROOMS:
                     self._rooms(shard, parse(kind, payload))
                 elif kind == Kind.HELLO:
-                    pass  # heartbeats: see the supervisor/health issue
+                    self._shard_hello(shard, parse(kind, payload))
                 else:
                     raise EnvelopeError(f"a gateway does not take envelopes of kind {kind}")
         except EnvelopeError as exc:
@@ -383,6 +421,8 @@ class GatewayCore:
         members = self.rooms.get(msg.room_id)
         if not members:
             return
+        if msg.seq:
+            self.room_seq[msg.room_id] = msg.seq
         frame = msg.frame
         skip = msg.except_session
         dirty = self.dirty
@@ -405,8 +445,11 @@ class GatewayCore:
             session = self.sessions.get(msg.session)
             if session is None or session.closed:
                 return
-            if msg.not_member and msg.room_id == session.room_id and session.state is State.IN_ROOM:
-                # The shard no longer has this session in its room (e.g. it restarted): stop routing there.
+            if msg.room_unknown and msg.room_id in self.rooms:
+                # The shard lost the room (it restarted before we noticed): give it back what we know.
+                self._rebuild(shard, "it did not know a room of ours")
+            elif msg.not_member and msg.room_id == session.room_id and session.state is State.IN_ROOM:
+                # The shard does not have this session in the room: stop routing it there.
                 self._forget_room(session)
             self.send(session, msg.frame)
             return
@@ -431,6 +474,7 @@ class GatewayCore:
                 if previous:
                     self._leave_room(session)
                 self.rooms.setdefault(msg.room_id, {})[session.id] = session
+                self.room_names[msg.room_id] = msg.room_name
                 session.enter(msg.room_id, shard)
             if self.verbose:
                 log.debug("%s%s OK local_members=%d", logs.ctx(session.id, session.player_id, msg.room_id),
@@ -470,6 +514,12 @@ class GatewayCore:
     def tick(self) -> None:
         """Expire requests whose shard did not answer; call a few times a second."""
         now = self.clock()
+        if now >= self._next_heartbeat:
+            self._heartbeat()
+        for shard, health in enumerate(self.health):
+            if health.check(now):
+                log.warning(" shard %d silent for %.1f s: its rooms answer UNAVAILABLE until it is back",
+                            self.shard_ids[shard], self.limits.shard_timeout)
         late = now - self.limits.login_timeout
         for session_id in [sid for sid, since in self.unbound.items() if since <= late]:
             session = self.sessions.get(session_id)
@@ -543,6 +593,40 @@ class GatewayCore:
         session.out.clear()
         self._drop(session, "slow consumer", abort=True)
 
+    def _shard_hello(self, shard: int, hello: cluster_pb2.Hello) -> None:
+        event = self.health[shard].hello(hello.incarnation, self.clock())
+        if event is HealthEvent.BACK:
+            log.info(" shard %d answers again", self.shard_ids[shard])
+        if hello.rebuild:  # it restarted, or dropped us after a silence: it holds none of our sessions
+            self._rebuild(shard, "it restarted" if event is HealthEvent.RESTARTED else "it holds none of our sessions")
+
+    def _rebuild(self, shard: int, why: str) -> None:
+        """Give a shard that lost its rooms the ones we have members in, and tell those members."""
+        health = self.health[shard]
+        now = self.clock()
+        rooms = [room_id for room_id in self.rooms if self.owner(room_id) == shard]
+        if not rooms or now - health.last_rebuild < 1.0:  # a burst of 'room unknown' answers needs one rebuild
+            return
+        health.last_rebuild = now
+        log.warning(" shard %d lost its rooms (%s): rebuilding %d room(s) from this gateway",
+                    self.shard_ids[shard], why, len(rooms))
+        for room_id in rooms:
+            members = self.rooms[room_id]
+            rebuild = cluster_pb2.Rebuild(
+                room_id=room_id, name=self.room_names.get(room_id, ""), last_seq=self.room_seq.get(room_id, 0),
+                members=[cluster_pb2.Member(session=s.id, player=s.player) for s in members.values()])
+            self.io.to_shard(shard, Kind.REBUILD, rebuild.SerializeToString())
+            for session in members.values():
+                self.send_error(session, ErrorCode.UNAVAILABLE,
+                                f"room {room_id} was restored after its server restarted; messages sent in the last "
+                                "moments may not have been delivered")
+            self.stats.rebuilds += 1
+
+    def _unavailable(self, session: Session, shard: int) -> None:
+        self.stats.unavailable += 1
+        self.send_error(session, ErrorCode.UNAVAILABLE,
+                        f"the room service (shard {self.shard_ids[shard]}) is unavailable; try again shortly")
+
     def _rate_limited(self, session: Session) -> None:
         self.stats.rate_limited += 1
         session.refused_streak += 1
@@ -576,7 +660,9 @@ class GatewayCore:
         room_id, shard = session.room_id, session.room_shard
         session.to_lobby()
         request = next(self._request_ids)
-        self.leaving[request] = (session, room_id, self.clock() + self.limits.request_timeout)
+        # A down shard cannot order anything: the deadline is now, so the next tick completes the leave.
+        deadline = self.clock() + (0.0 if self.health[shard].down else self.limits.request_timeout)
+        self.leaving[request] = (session, room_id, deadline)
         leave = cluster_pb2.LeaveRoom(request=request, room_id=room_id, session=session.id)
         self.io.to_shard(shard, Kind.LEAVE, leave.SerializeToString())
         return request
@@ -595,6 +681,8 @@ class GatewayCore:
             del members[session.id]
             if not members:
                 del self.rooms[room_id]
+                self.room_names.pop(room_id, None)
+                self.room_seq.pop(room_id, None)
 
     def _forget_room(self, session: Session) -> None:
         """Out of the current room at once (the shard does not have it, or the connection is gone)."""

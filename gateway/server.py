@@ -131,9 +131,11 @@ class GatewayServer:
         self.db = db
         self.db_executor = db_executor    # one thread per pooled connection
         self.cpu_executor = cpu_executor  # password hashing: one thread per core
-        self.core = GatewayCore(self, config.shard_ids, config.limits, registration_open=config.registration == "open")
+        node = f"gw{gateway_id}"
+        self.core = GatewayCore(self, config.shard_ids, config.limits, registration_open=config.registration == "open",
+                                node=node)
         self.batches = [Batch() for _ in config.shards]
-        self.links: Links = open_links(loop, config.zmq_bridge, f"gw{gateway_id}".encode(),
+        self.links: Links = open_links(loop, config.zmq_bridge, node.encode(),
                                        [s.endpoint for s in config.shards], self.core.on_shard_batch)
         self._flush_scheduled = False
         self.connections = 0  # transports not yet closed (a closing one still drains its buffer)
@@ -258,6 +260,9 @@ class GatewayServer:
             "rooms": len(self.core.rooms),
             "members": members,
             "pending_requests": len(self.core.pending),
+            "incarnation": self.core.incarnation,
+            "shards": {str(self.config.shard_ids[k]): h.as_dict(time.monotonic())
+                       for k, h in enumerate(self.core.health)},
             "writes": self.writes,
             "bytes_out": self.bytes_out,
             "send_buffer_bytes": sum(buffered),
@@ -311,6 +316,7 @@ async def serve(config: ClusterConfig, gateway_id: int) -> None:
     # gateway (re)starts makes logins fail with a clear message, not the gateway.
     db = Database(config.db_url, config.db_pool_size, config.scrypt_n)
     server = GatewayServer(config, gateway_id, loop, db, db_executor, cpu_executor)
+    server.core.start()  # the first heartbeat goes out before any client traffic
     stop = asyncio.Event()
     _install_stop(loop, stop.set)
     same_port = [g for g in config.gateways if (g.host, g.port) == (spec.host, spec.port)]

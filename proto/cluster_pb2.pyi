@@ -64,40 +64,60 @@ class ListRooms(_message.Message):
     def __init__(self, request: _Optional[int] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("node", "incarnation", "sent_us")
+    __slots__ = ("node", "incarnation", "sent_us", "rebuild")
     NODE_FIELD_NUMBER: _ClassVar[int]
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
     SENT_US_FIELD_NUMBER: _ClassVar[int]
+    REBUILD_FIELD_NUMBER: _ClassVar[int]
     node: str
     incarnation: int
     sent_us: int
-    def __init__(self, node: _Optional[str] = ..., incarnation: _Optional[int] = ..., sent_us: _Optional[int] = ...) -> None: ...
+    rebuild: bool
+    def __init__(self, node: _Optional[str] = ..., incarnation: _Optional[int] = ..., sent_us: _Optional[int] = ..., rebuild: _Optional[bool] = ...) -> None: ...
+
+class Rebuild(_message.Message):
+    __slots__ = ("room_id", "name", "last_seq", "members")
+    ROOM_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    room_id: int
+    name: str
+    last_seq: int
+    members: _containers.RepeatedCompositeFieldContainer[Member]
+    def __init__(self, room_id: _Optional[int] = ..., name: _Optional[str] = ..., last_seq: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...
 
 class Reply(_message.Message):
-    __slots__ = ("request", "session", "ok", "room_id", "frame", "not_member")
+    __slots__ = ("request", "session", "ok", "room_id", "frame", "not_member", "room_name", "room_unknown")
     REQUEST_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     OK_FIELD_NUMBER: _ClassVar[int]
     ROOM_ID_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     NOT_MEMBER_FIELD_NUMBER: _ClassVar[int]
+    ROOM_NAME_FIELD_NUMBER: _ClassVar[int]
+    ROOM_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     request: int
     session: int
     ok: bool
     room_id: int
     frame: bytes
     not_member: bool
-    def __init__(self, request: _Optional[int] = ..., session: _Optional[int] = ..., ok: _Optional[bool] = ..., room_id: _Optional[int] = ..., frame: _Optional[bytes] = ..., not_member: _Optional[bool] = ...) -> None: ...
+    room_name: str
+    room_unknown: bool
+    def __init__(self, request: _Optional[int] = ..., session: _Optional[int] = ..., ok: _Optional[bool] = ..., room_id: _Optional[int] = ..., frame: _Optional[bytes] = ..., not_member: _Optional[bool] = ..., room_name: _Optional[str] = ..., room_unknown: _Optional[bool] = ...) -> None: ...
 
 class Deliver(_message.Message):
-    __slots__ = ("room_id", "except_session", "frame")
+    __slots__ = ("room_id", "except_session", "frame", "seq")
     ROOM_ID_FIELD_NUMBER: _ClassVar[int]
     EXCEPT_SESSION_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
     room_id: int
     except_session: int
     frame: bytes
-    def __init__(self, room_id: _Optional[int] = ..., except_session: _Optional[int] = ..., frame: _Optional[bytes] = ...) -> None: ...
+    seq: int
+    def __init__(self, room_id: _Optional[int] = ..., except_session: _Optional[int] = ..., frame: _Optional[bytes] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class RoomList(_message.Message):
     __slots__ = ("request", "rooms")

@@ -89,9 +89,9 @@ class Outbox:
         batch.add(kind, payload)
 
     def reply(self, gateway: bytes, request: int, session: int, ok: bool, room_id: int, frame: bytes,
-              not_member: bool = False) -> None:
-        msg = cluster_pb2.Reply(request=request, session=session, ok=ok, room_id=room_id, frame=frame,
-                                not_member=not_member)
+              **flags: object) -> None:
+        """A Reply; flags: not_member, room_unknown, room_name (see cluster.proto)."""
+        msg = cluster_pb2.Reply(request=request, session=session, ok=ok, room_id=room_id, frame=frame, **flags)
         self.add(gateway, Kind.REPLY, msg.SerializeToString())
 
     def take(self) -> list[tuple[bytes, bytes]]:
@@ -121,6 +121,7 @@ class RoomBook:
         self.refused = 0
         self.rooms_created = 0
         self.rooms_closed = 0
+        self.rebuilt = 0
         self.verbose = log.isEnabledFor(logging.DEBUG)
 
     # ---- dispatch ---------------------------------------------------------
@@ -136,6 +137,8 @@ class RoomBook:
             self.create(gateway, msg, out)  # type: ignore[arg-type]
         elif kind == Kind.LIST:
             self.list_rooms(gateway, msg, out)  # type: ignore[arg-type]
+        elif kind == Kind.REBUILD:
+            self.rebuild(gateway, msg, out)  # type: ignore[arg-type]
         else:
             raise ValueError(f"a shard does not take envelopes of kind {kind}")
 
@@ -165,7 +168,7 @@ class RoomBook:
                       logs.ctx(member.session, member.player.player_id, room.room_id), room.name)
         res = chat_pb2.S_CREATE_ROOM_RES(success=True, room=room.info(), members=[member.player],
                                          message="Room created.")
-        out.reply(gateway, msg.request, member.session, True, room.room_id, encode(res))
+        out.reply(gateway, msg.request, member.session, True, room.room_id, encode(res), room_name=room.name)
 
     def join(self, gateway: bytes, msg: cluster_pb2.JoinRoom, out: Outbox) -> None:
         member = Member(gateway, msg.member.session, msg.member.player)
@@ -190,18 +193,26 @@ class RoomBook:
             self._broadcast(room, ntf, out, except_member=member)
         res = chat_pb2.S_JOIN_ROOM_RES(success=True, room=room.info(),
                                        members=[m.player for m in room.members.values()], message="Joined.")
-        out.reply(gateway, msg.request, member.session, True, room.room_id, encode(res))
+        out.reply(gateway, msg.request, member.session, True, room.room_id, encode(res), room_name=room.name)
 
     def leave(self, gateway: bytes, msg: cluster_pb2.LeaveRoom, out: Outbox) -> None:
         key = (gateway, msg.session)
         left = self.where.get(key) == msg.room_id and self._leave_current(key, out)
         if msg.request:
             # The gateway answers the client itself; this reply only marks where the leave fell in the room's order.
-            out.reply(gateway, msg.request, msg.session, left, msg.room_id, b"")
+            out.reply(gateway, msg.request, msg.session, left, msg.room_id, b"",
+                      room_unknown=msg.room_id not in self.rooms and not left)
 
     def chat(self, gateway: bytes, msg: cluster_pb2.ChatIn, out: Outbox) -> None:
         room = self.rooms.get(msg.room_id)
-        member = room.members.get((gateway, msg.session)) if room is not None else None
+        if room is None:
+            # The gateway has the session in a room this shard does not have: we restarted and lost it.
+            self.refused += 1
+            frame = error_frame(ErrorCode.UNAVAILABLE, f"room {msg.room_id} is being restored after a restart; "
+                                                       "this message was not delivered, send it again")
+            out.reply(gateway, 0, msg.session, False, msg.room_id, frame, room_unknown=True)
+            return
+        member = room.members.get((gateway, msg.session))
         if member is None:
             self.refused += 1
             frame = error_frame(ErrorCode.NOT_IN_ROOM, f"not in room {msg.room_id}")
@@ -225,7 +236,7 @@ class RoomBook:
         now = self.clock_us()
         ntf = chat_pb2.S_ROOM_CHAT_NTF(room_id=room.room_id, sender=member.player, text=text, seq=room.seq,
                                        client_msg_id=req.client_msg_id, server_time_us=now)
-        self._broadcast(room, encode(ntf), out)
+        self._broadcast(room, encode(ntf), out, seq=room.seq)
         self.chats += 1
         if self.verbose:
             log.debug("%sBroadcast seq=%d members=%d gateways=%d", logs.ctx(room=room.room_id), room.seq,
@@ -239,6 +250,25 @@ class RoomBook:
             rooms = nsmallest(LIST_CAP, rooms, key=lambda r: r.room_id)
         reply = cluster_pb2.RoomList(request=msg.request, rooms=[r.info() for r in rooms])
         out.add(gateway, Kind.ROOMS, reply.SerializeToString())
+
+    def rebuild(self, gateway: bytes, msg: cluster_pb2.Rebuild, out: Outbox) -> None:
+        """Take back a room after a restart, as one gateway knew it: its members there, its last seq.
+
+        No notices go out: nobody joined, the room only came back. Repeats and
+        several gateways' parts merge; the seq goes on from the highest one seen.
+        """
+        room = self.rooms.get(msg.room_id)
+        if room is None:
+            room = self.rooms[msg.room_id] = Room(msg.room_id, msg.name)
+            self.rebuilt += 1
+        room.seq = max(room.seq, msg.last_seq)
+        for m in msg.members:
+            member = Member(gateway, m.session, m.player)
+            if member.key in room.members or len(room.members) >= self.limits.max_members:
+                continue
+            if self.where.get(member.key) not in (None, room.room_id):
+                self._leave_current(member.key, out)  # a stale membership here: the gateway knows best
+            self._enter(room, member)
 
     def drop_gateway(self, gateway: bytes, out: Outbox) -> int:
         """Every session of a gateway that is gone leaves its room; returns how many."""
@@ -272,9 +302,10 @@ class RoomBook:
             self._broadcast(room, ntf, out, except_member=member)
         return True
 
-    def _broadcast(self, room: Room, frame: bytes, out: Outbox, except_member: Member | None = None) -> None:
+    def _broadcast(self, room: Room, frame: bytes, out: Outbox, except_member: Member | None = None,
+                   seq: int = 0) -> None:
         """One Deliver per gateway with members here; the frame itself is built once by the caller."""
-        payload = cluster_pb2.Deliver(room_id=room.room_id, frame=frame).SerializeToString()
+        payload = cluster_pb2.Deliver(room_id=room.room_id, frame=frame, seq=seq).SerializeToString()
         for gateway, count in room.gateways.items():
             if except_member is not None and gateway == except_member.gateway:
                 # Only the excepted session's own gateway may skip it: session ids are per gateway.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import time
 
 import zmq
@@ -18,10 +19,12 @@ import zmq
 from chatcluster.common import logs, procutil
 from chatcluster.common.config import ClusterConfig
 from chatcluster.common.control import ControlServer, Snapshot
-from chatcluster.common.envelope import EnvelopeError, iter_items, parse
+from chatcluster.common.envelope import EnvelopeError, Kind, iter_items, parse
 from chatcluster.common.storage import Database
 from chatcluster.common.zmqbridge import HWM, LinkStats, SendQueue
+from chatcluster.proto import cluster_pb2
 from chatcluster.shards.chatlog import ChatLog, RotatingLines
+from chatcluster.shards.peers import GatewayPeers
 from chatcluster.shards.rooms import Outbox, RoomBook, check_limits
 
 log = logging.getLogger("chatcluster.shard")
@@ -52,6 +55,8 @@ class ShardWorker:
             on_room_closed=self.chatlog.room_closed if self.chatlog else None,
         )
         self.outbox = Outbox()
+        self.incarnation = secrets.randbits(63) | 1  # tells gateways this is a new process: rooms start empty
+        self.peers = GatewayPeers(config.limits.gateway_timeout)
         self.router: zmq.Socket | None = None
         self.links = LinkStats()
         self.queue = SendQueue(self._send_to_gateway, self.links)
@@ -95,16 +100,21 @@ class ShardWorker:
                  self.spec.control_host, control.port, os.getpid())
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
-        next_status = time.monotonic() + 1.0
+        next_status = last_turn = time.monotonic() + 1.0
         try:
             while not self.stopping:
                 poller.poll(5 if self.queue.held else 200)
+                turn = time.monotonic()
+                if turn - last_turn > 1.0:  # this process was stopped or frozen: peers keep their grace
+                    self.peers.grace(turn)
+                last_turn = turn
                 self._drain(router)
                 if self.queue.held:
                     self.queue.retry()
                 now = time.monotonic()
                 if now >= next_status:
                     next_status = now + 1.0
+                    self._expire_gateways()
                     self._publish()
         finally:
             self.queue.retry()
@@ -121,7 +131,8 @@ class ShardWorker:
             router.close()
 
     def _drain(self, router: zmq.Socket) -> None:
-        book, outbox = self.book, self.outbox
+        book, outbox, peers = self.book, self.outbox, self.peers
+        now = time.monotonic()
         handled = 0
         for _ in range(DRAIN_BUDGET):
             try:
@@ -132,9 +143,13 @@ class ShardWorker:
                 self.bad_batches += 1
                 continue
             self.zmq_in += 1
+            peers.seen(gateway, now)
             try:
                 for kind, payload in iter_items(data):
-                    book.handle(gateway, kind, parse(kind, payload), outbox)
+                    if kind == Kind.HELLO:
+                        self._hello(gateway, parse(kind, payload), now)
+                    else:
+                        book.handle(gateway, kind, parse(kind, payload), outbox)
                     handled += 1
             except (EnvelopeError, ValueError) as exc:
                 self.bad_batches += 1
@@ -142,6 +157,25 @@ class ShardWorker:
         self.envelopes += handled
         self.jobs_peak = max(self.jobs_peak, handled)
         for gateway, data in outbox.take():
+            self.queue.send(gateway, data)
+
+    def _hello(self, gateway: bytes, hello: cluster_pb2.Hello, now: float) -> None:
+        """A gateway's heartbeat: answer it; if the gateway restarted, its old sessions leave their rooms."""
+        known = self.peers.hello(gateway, hello.incarnation, now)
+        if known == "restarted":
+            gone = self.book.drop_gateway(gateway, self.outbox)
+            log.warning(" gateway %s restarted: its %d old session(s) left their rooms",
+                        gateway.decode(errors="replace"), gone)
+        answer = cluster_pb2.Hello(node=f"shard{self.shard_id}", incarnation=self.incarnation, sent_us=hello.sent_us,
+                                   rebuild=known != "same")
+        self.outbox.add(gateway, Kind.HELLO, answer.SerializeToString())
+
+    def _expire_gateways(self) -> None:
+        for gateway in self.peers.expired(time.monotonic()):
+            gone = self.book.drop_gateway(gateway, self.outbox)
+            log.warning(" gateway %s silent for %.0f s: its %d session(s) left their rooms",
+                        gateway.decode(errors="replace"), self.peers.timeout, gone)
+        for gateway, data in self.outbox.take():
             self.queue.send(gateway, data)
 
     def _send_to_gateway(self, gateway: bytes, data: bytes) -> None:
@@ -165,6 +199,11 @@ class ShardWorker:
             "id": self.shard_id,
             **self.figures.read(),
             "endpoint": self.spec.endpoint,
+            "incarnation": self.incarnation,
+            "gateways": self.peers.as_list(time.monotonic()),
+            "gateway_restarts": self.peers.restarts,
+            "gateway_timeouts": self.peers.timeouts,
+            "rooms_rebuilt": book.rebuilt,
             "rooms": len(book.rooms),
             "members": book.members,
             "room_ids": sorted(book.rooms)[:STATUS_ROOM_IDS],

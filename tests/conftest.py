@@ -61,10 +61,11 @@ class RunningCluster:
         return rows
 
     def shard_status(self) -> list[dict]:
-        return [r for r in self.status() if r["role"] == "shard"]
+        return [fetch_status((s.control_host, s.control_port)) for s in self.config.shards]
 
     def gateway_status(self) -> dict:
-        return next(r for r in self.status() if r["role"] == "gateway")
+        g = self.config.gateways[0]
+        return fetch_status((g.control_host, g.control_port))
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -11,12 +11,13 @@ from collections import deque
 from pathlib import Path
 
 from chatcluster.common.config import Limits
-from chatcluster.common.envelope import iter_items, parse
+from chatcluster.common.envelope import Kind, iter_items, parse
 from chatcluster.common.frames import MAX_FRAME, SERVER_IDS, FrameDecoder, decode_body, encode
 from chatcluster.common.storage import Database
 from chatcluster.gateway.core import GatewayCore
 from chatcluster.gateway.session import Session
-from chatcluster.proto import chat_pb2
+from chatcluster.proto import chat_pb2, cluster_pb2
+from chatcluster.shards.peers import GatewayPeers
 from chatcluster.shards.rooms import Outbox, RoomBook
 
 
@@ -125,6 +126,9 @@ class MemCluster:
         self.db = Database(f"sqlite:///{tmp_path / 'chat.db'}", pool_size=2, scrypt_n=16)
         self.db.init_schema()
         self.shards = [RoomBook(self.limits) for _ in range(shards)]
+        self.incarnations = [100 + k for k in range(shards)]
+        self.silent: set[int] = set()  # shards that swallow everything (down)
+        self.peers = [GatewayPeers() for _ in range(shards)]
         self.to_shards: deque = deque()
         self.db_jobs: deque = deque()
         self.gateways: list[Gateway] = []
@@ -150,13 +154,28 @@ class MemCluster:
                 progress = True
             while shards and self.to_shards:
                 gw, shard, kind, payload = self.to_shards.popleft()
-                out = Outbox()
-                self.shards[shard].handle(gw.name, kind, parse(kind, payload), out)
-                self._deliver(shard, out)
                 progress = True
+                if shard in self.silent:
+                    continue
+                out = Outbox()
+                msg = parse(kind, payload)
+                if kind == Kind.HELLO:
+                    known = self.peers[shard].hello(gw.name, msg.incarnation, 0.0)
+                    answer = cluster_pb2.Hello(node=f"shard{shard}", incarnation=self.incarnations[shard],
+                                               rebuild=known != "same")
+                    out.add(gw.name, Kind.HELLO, answer.SerializeToString())
+                else:
+                    self.shards[shard].handle(gw.name, kind, msg, out)
+                self._deliver(shard, out)
             for gw in self.gateways:
                 if gw.flush_scheduled or gw.core.dirty:
                     gw.flush()
+
+    def restart_shard(self, shard: int) -> None:
+        """As a kill -9 and a restart would: a new, empty RoomBook with a new incarnation."""
+        self.shards[shard] = RoomBook(self.limits)
+        self.incarnations[shard] += 1
+        self.peers[shard] = GatewayPeers()
 
     def _deliver(self, shard: int, out: Outbox) -> None:
         by_name = {gw.name: gw for gw in self.gateways}

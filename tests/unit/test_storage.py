@@ -91,16 +91,17 @@ def db(tmp_path):
 
 
 def test_login_registers_once_and_checks_the_password(db):
-    first = db.login("alice", "pw", register=True)
+    password = "correct horse battery staple"
+    first = db.login("alice", password, register=True)
     assert first.ok and first.registered and first.player_id > 0
-    again = db.login("alice", "pw", register=True)
+    again = db.login("alice", password, register=True)
     assert again.ok and not again.registered and again.player_id == first.player_id
     assert not db.login("alice", "nope", register=True).ok
     closed = db.login("bob", "pw", register=False)
     assert not closed.ok and "registration is closed" in closed.message
     assert db.find_account("bob") is None
     _, stored = db.find_account("alice")
-    assert "pw" not in stored
+    assert password not in stored and stored.startswith("scrypt$")
 
 
 def test_login_steps_separate_database_and_cpu_work(db):
