@@ -480,3 +480,30 @@ def test_logins_in_flight_are_bounded(tmp_path):
     clients[2].send(pb.C_LOGIN_REQ(name="u2", password="pw"))
     cluster.run()
     assert clients[2].one(pb.S_LOGIN_RES).success
+
+
+def test_a_client_cannot_speak_for_another_or_into_another_room(cluster):
+    """The shard checks membership by (gateway, session) and signs every chat with the member's own player."""
+    from chatcluster.common.envelope import iter_items, parse
+    from chatcluster.proto import cluster_pb2
+    from chatcluster.shards.rooms import Outbox
+
+    gw = cluster.gateway()
+    a, b = login(cluster, gw, "alice"), login(cluster, gw, "bob")
+    room = create(cluster, a)
+    book = cluster.shards[gw.core.owner(room)]
+    body = encode(pb.C_ROOM_CHAT_REQ(text="I am alice", client_msg_id=1))[4:]
+    for gateway, session in ((gw.name, b.session.id), (b"gw-other", a.session.id)):  # not a member / forged gateway
+        out = Outbox()
+        book.chat(gateway, cluster_pb2.ChatIn(room_id=room, session=session, body=body), out)
+        (_, data), = out.take()
+        (kind, payload), = iter_items(data)
+        reply = parse(kind, payload)
+        assert reply.not_member and not reply.ok
+    assert book.rooms[room].seq == 0  # nothing was broadcast
+    b.chat("hello")  # bob's chat goes to bob's room only: he is in none
+    cluster.run()
+    assert b.one(pb.S_ERROR).code == ErrorCode.NOT_IN_ROOM
+    a.chat("mine")
+    cluster.run()
+    assert a.one(pb.S_ROOM_CHAT_NTF).sender.player_id == a.player_id
