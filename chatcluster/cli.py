@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -41,6 +42,9 @@ def main() -> None:
               help="members per room (so a member list fits one frame)")
 @click.option("--chat-log/--no-chat-log", default=True, show_default=True,
               help="shards log every chat to <data-dir>/chatlog and the database")
+@click.option("--limit", "limit_items", multiple=True, metavar="NAME=VALUE",
+              help="set any limit (repeatable), e.g. --limit chat_rate=20 --limit write_buffer=1048576; "
+                   "see the README's Limits table")
 @click.option("--scrypt-n", type=int, default=1 << 14, show_default=True, hidden=True,
               help="scrypt cost of new password hashes (a power of two)")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -50,8 +54,8 @@ def main() -> None:
 @click.option("--id", "node_id", type=int, default=None, help="which shard or gateway of the config (with --role)")
 @click.option("-v", "--verbose", is_flag=True, help="log every request, not just lifecycle and errors")
 def up(shards: int, host: str, port: int, data_dir: str, db_url: str | None, registration: str, loop: str,
-       zmq_bridge: str, control_port: int | None, max_members: int, chat_log: bool, scrypt_n: int,
-       config_file: str | None,
+       zmq_bridge: str, control_port: int | None, max_members: int, chat_log: bool, limit_items: tuple[str, ...],
+       scrypt_n: int, config_file: str | None,
        role: str | None, node_id: int | None, verbose: bool) -> None:
     """Start the cluster (a gateway and N shards) and keep it running until Ctrl-C."""
     if role is not None:
@@ -67,9 +71,25 @@ def up(shards: int, host: str, port: int, data_dir: str, db_url: str | None, reg
         config = ClusterConfig.single_host(
             shards=shards, host=host, port=port, data_dir=data_dir, db_url=db_url, control_port=control_port,
             registration=registration, loop=loop, zmq_bridge=zmq_bridge, verbose=verbose, scrypt_n=scrypt_n,
-            chat_log=chat_log, limits=Limits(max_members=max_members),
+            chat_log=chat_log, limits=_limits(max_members, limit_items),
         )
     sys.exit(_run_cluster(config))
+
+
+def _limits(max_members: int, items: tuple[str, ...]) -> Limits:
+    """Limits from --max-members and --limit NAME=VALUE pairs, each checked against the Limits fields."""
+    fields = {f.name: f.type for f in dataclasses.fields(Limits)}
+    values: dict[str, float | int] = {"max_members": max_members}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or name not in fields:
+            raise click.BadParameter(f"{item!r}: expected NAME=VALUE with NAME one of {', '.join(fields)}",
+                                     param_hint="--limit")
+        try:
+            values[name] = int(raw) if fields[name] in (int, "int") else float(raw)
+        except ValueError:
+            raise click.BadParameter(f"{item!r}: {raw!r} is not a number", param_hint="--limit") from None
+    return Limits(**values)
 
 
 def _run_node(config_file: Path, role: str, node_id: int, verbose: bool) -> int:

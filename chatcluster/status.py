@@ -84,6 +84,25 @@ QUEUES = [
 ]
 
 
+#: What the bounds refused or dropped, and the faults handled, since each process started.
+LIMITS = [
+    NAME,
+    ("slow cons.", "right", lambda r: _num(r.get("slow_consumers"))),
+    ("rate ltd", "right", lambda r: _num(r.get("rate_limited"))),
+    ("floods", "right", lambda r: _num(r.get("floods"))),
+    ("login thr.", "right", lambda r: _num(r.get("login_throttled"))),
+    ("login busy", "right", lambda r: _num(r.get("logins_refused_busy"))),
+    ("conn ref.", "right", lambda r: _num(r.get("connections_refused"))),
+    ("login t/o", "right", lambda r: _num(r.get("login_timeouts"))),
+    ("proto err", "right", lambda r: _num(r.get("protocol_errors"))),
+    ("refused", "right", lambda r: _num(r.get("refused"))),
+    ("unavail.", "right", lambda r: _num(r.get("unavail."))),
+    ("rebuilds", "right", lambda r: _num(r.get("rebuilds", r.get("rooms_rebuilt")))),
+    ("zmq drop", "right", lambda r: _num(_get(r, "zmq", "dropped"))),
+    ("log drop", "right", lambda r: _num(_get(r, "chatlog", "db_dropped"))),
+]
+
+
 def _pool_stat(row: dict, key: str) -> Any:
     pool = row.get("db_pool") or _get(row, "chatlog", "db_pool")
     return pool.get(key) if pool else None
@@ -109,7 +128,7 @@ def table(rows: list[dict[str, Any]], columns: list, title: str = "") -> Table:
 
 
 def tables(rows: list[dict[str, Any]], title: str = "") -> Group:
-    return Group(table(rows, TRAFFIC, title), table(rows, QUEUES))
+    return Group(table(rows, TRAFFIC, title), table(rows, QUEUES), table(rows, LIMITS))
 
 
 def run(config_path: Path, as_json: bool, watch: bool, interval: float = 1.0) -> int:
