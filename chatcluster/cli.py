@@ -25,6 +25,8 @@ def main() -> None:
 # ---------------------------------------------------------------------------- up
 @main.command()
 @click.option("--shards", type=click.IntRange(1, 256), default=4, show_default=True, help="shard processes")
+@click.option("--gateways", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="gateway processes sharing the client port (Linux SO_REUSEPORT spreads connections)")
 @click.option("--host", default="127.0.0.1", show_default=True, help="address clients connect to")
 @click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=DEFAULT_DATA_DIR, show_default=True,
@@ -51,13 +53,15 @@ def main() -> None:
               help="cluster config file (.toml or .json) instead of the single-host flags")
 @click.option("--role", type=click.Choice(["shard", "gateway"]), default=None,
               help="run just this one process of the --config cluster, in the foreground")
-@click.option("--id", "node_id", type=int, default=None, help="which shard or gateway of the config (with --role)")
+@click.option("--id", "node_id", type=int, default=None,
+              help="which shard or gateway of the config (with --role)")
 @click.option("-v", "--verbose", is_flag=True, help="log every request, not just lifecycle and errors")
-def up(shards: int, host: str, port: int, data_dir: str, db_url: str | None, registration: str, loop: str,
+def up(shards: int, gateways: int, host: str, port: int, data_dir: str, db_url: str | None, registration: str,
+       loop: str,
        zmq_bridge: str, control_port: int | None, max_members: int, chat_log: bool, limit_items: tuple[str, ...],
        scrypt_n: int, config_file: str | None,
        role: str | None, node_id: int | None, verbose: bool) -> None:
-    """Start the cluster (a gateway and N shards) and keep it running until Ctrl-C."""
+    """Start the cluster (gateways and shards) and keep it running until Ctrl-C."""
     if role is not None:
         if config_file is None or node_id is None:
             raise click.UsageError("--role needs --config and --id")
@@ -68,11 +72,14 @@ def up(shards: int, host: str, port: int, data_dir: str, db_url: str | None, reg
     else:
         if scrypt_n < 2 or scrypt_n & (scrypt_n - 1):
             raise click.BadParameter("must be a power of two", param_hint="--scrypt-n")
-        config = ClusterConfig.single_host(
-            shards=shards, host=host, port=port, data_dir=data_dir, db_url=db_url, control_port=control_port,
-            registration=registration, loop=loop, zmq_bridge=zmq_bridge, verbose=verbose, scrypt_n=scrypt_n,
-            chat_log=chat_log, limits=_limits(max_members, limit_items),
-        )
+        try:
+            config = ClusterConfig.single_host(
+                shards=shards, gateways=gateways, host=host, port=port, data_dir=data_dir, db_url=db_url,
+                control_port=control_port, registration=registration, loop=loop, zmq_bridge=zmq_bridge,
+                verbose=verbose, scrypt_n=scrypt_n, chat_log=chat_log, limits=_limits(max_members, limit_items),
+            )
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
     sys.exit(_run_cluster(config))
 
 

@@ -118,6 +118,7 @@ class ClusterConfig:
         cls,
         *,
         shards: int = 4,
+        gateways: int = 1,
         host: str = "127.0.0.1",
         port: int = DEFAULT_PORT,
         data_dir: str = DEFAULT_DATA_DIR,
@@ -125,23 +126,28 @@ class ClusterConfig:
         control_port: int | None = None,
         **options: object,
     ) -> ClusterConfig:
-        """One gateway and N shards on this machine, talking over ipc:// (tcp:// on Windows)."""
-        if shards < 1:
-            raise ValueError("a cluster needs at least one shard")
+        """M gateways (sharing one port) and N shards on this machine, over ipc:// (tcp:// on Windows).
+
+        Control ports: gateway i on base+i, shard k on base+M+k (base: port+1).
+        """
+        if shards < 1 or gateways < 1:
+            raise ValueError("a cluster needs at least one shard and one gateway")
+        if gateways > 1 and not sys.platform.startswith("linux"):
+            raise ValueError("several gateways on one port need Linux's SO_REUSEPORT; run one gateway per port")
         data = Path(data_dir).resolve()
         base = control_port if control_port is not None else port + 1
         ipc_dir = _ipc_dir(data)
         shard_specs = []
         for k in range(shards):
             if ipc_dir is None:
-                endpoint = f"tcp://127.0.0.1:{base + 1 + shards + k}"
+                endpoint = f"tcp://127.0.0.1:{base + gateways + shards + k}"
             else:
                 endpoint = f"ipc://{ipc_dir / f'shard-{k}.sock'}"
-            shard_specs.append(ShardSpec(id=k, endpoint=endpoint, control_port=base + 1 + k))
-        gateways = [GatewaySpec(id=0, host=host, port=port, control_port=base)]
+            shard_specs.append(ShardSpec(id=k, endpoint=endpoint, control_port=base + gateways + k))
+        gateway_specs = [GatewaySpec(id=i, host=host, port=port, control_port=base + i) for i in range(gateways)]
         return cls(
             shards=shard_specs,
-            gateways=gateways,
+            gateways=gateway_specs,
             data_dir=str(data),
             db_url=db_url or f"sqlite:///{data / 'chat.db'}",
             **options,  # type: ignore[arg-type]

@@ -29,10 +29,13 @@ class Kind(IntEnum):
     LIST = 5
     HELLO = 6  # both ways
     REBUILD = 7
+    CLAIM = 8
+    RELEASE = 9
     # shard -> gateway
     REPLY = 16
     DELIVER = 17
     ROOMS = 18
+    KICK = 19
 
 
 PAYLOAD_TYPES: dict[int, type[Message]] = {
@@ -43,6 +46,9 @@ PAYLOAD_TYPES: dict[int, type[Message]] = {
     Kind.LIST: cluster_pb2.ListRooms,
     Kind.HELLO: cluster_pb2.Hello,
     Kind.REBUILD: cluster_pb2.Rebuild,
+    Kind.CLAIM: cluster_pb2.Claim,
+    Kind.RELEASE: cluster_pb2.Release,
+    Kind.KICK: cluster_pb2.Kick,
     Kind.REPLY: cluster_pb2.Reply,
     Kind.DELIVER: cluster_pb2.Deliver,
     Kind.ROOMS: cluster_pb2.RoomList,

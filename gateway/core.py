@@ -300,6 +300,7 @@ class GatewayCore:
             self.unbound.pop(session.id, None)
             self.login_guard.succeeded(name)
             self.players[result.player_id] = session
+            self._claim(session)  # one session per player across gateways: the presence shard kicks others
             self.stats.logins += 1
             if self.verbose:
                 log.debug("%sS_LOGIN_RES success=true name=%r", logs.ctx(session.id, result.player_id), name)
@@ -409,6 +410,8 @@ class GatewayCore:
                     self._rooms(shard, parse(kind, payload))
                 elif kind == Kind.HELLO:
                     self._shard_hello(shard, parse(kind, payload))
+                elif kind == Kind.KICK:
+                    self._kick(parse(kind, payload))
                 else:
                     raise EnvelopeError(f"a gateway does not take envelopes of kind {kind}")
         except EnvelopeError as exc:
@@ -593,6 +596,20 @@ class GatewayCore:
         session.out.clear()
         self._drop(session, "slow consumer", abort=True)
 
+    def _claim(self, session: Session) -> None:
+        claim = cluster_pb2.Claim(player_id=session.player_id, session=session.id)
+        self.io.to_shard(self.owner(session.player_id), Kind.CLAIM, claim.SerializeToString())
+
+    def _kick(self, kick: cluster_pb2.Kick) -> None:
+        """The player logged in again, maybe on another gateway: this older session goes."""
+        session = self.sessions.get(kick.session)
+        if session is None or session.closed or session.player_id != kick.player_id:
+            return
+        self.stats.replaced += 1
+        log.info("%slogged in again elsewhere; replacing", logs.ctx(session.id, session.player_id))
+        self.send_error(session, ErrorCode.REPLACED, "logged in on another connection")
+        self._close(session, "replaced")
+
     def _shard_hello(self, shard: int, hello: cluster_pb2.Hello) -> None:
         event = self.health[shard].hello(hello.incarnation, self.clock())
         if event is HealthEvent.BACK:
@@ -604,8 +621,13 @@ class GatewayCore:
         """Give a shard that lost its rooms the ones we have members in, and tell those members."""
         health = self.health[shard]
         now = self.clock()
+        if now - health.last_rebuild < 1.0:  # a burst of 'room unknown' answers needs one rebuild
+            return
+        for session in self.players.values():  # the players whose presence it keeps
+            if self.owner(session.player_id) == shard:
+                self._claim(session)
         rooms = [room_id for room_id in self.rooms if self.owner(room_id) == shard]
-        if not rooms or now - health.last_rebuild < 1.0:  # a burst of 'room unknown' answers needs one rebuild
+        if not rooms:
             return
         health.last_rebuild = now
         log.warning(" shard %d lost its rooms (%s): rebuilding %d room(s) from this gateway",
@@ -703,8 +725,11 @@ class GatewayCore:
             self.io.to_shard(shard, Kind.LEAVE, leave.SerializeToString())
         for request in [r for r, leaving in self.leaving.items() if leaving[0] is session]:
             self._remove_local(session, self.leaving.pop(request)[1])
-        if session.player is not None and self.players.get(session.player_id) is session:
-            del self.players[session.player_id]
+        if session.player is not None:
+            if self.players.get(session.player_id) is session:
+                del self.players[session.player_id]
+            release = cluster_pb2.Release(player_id=session.player_id, session=session.id)
+            self.io.to_shard(self.owner(session.player_id), Kind.RELEASE, release.SerializeToString())
         session.close()
         self.sessions.pop(session.id, None)
         self.unbound.pop(session.id, None)

@@ -87,6 +87,30 @@ class Rebuild(_message.Message):
     members: _containers.RepeatedCompositeFieldContainer[Member]
     def __init__(self, room_id: _Optional[int] = ..., name: _Optional[str] = ..., last_seq: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...
 
+class Claim(_message.Message):
+    __slots__ = ("player_id", "session")
+    PLAYER_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    player_id: int
+    session: int
+    def __init__(self, player_id: _Optional[int] = ..., session: _Optional[int] = ...) -> None: ...
+
+class Release(_message.Message):
+    __slots__ = ("player_id", "session")
+    PLAYER_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    player_id: int
+    session: int
+    def __init__(self, player_id: _Optional[int] = ..., session: _Optional[int] = ...) -> None: ...
+
+class Kick(_message.Message):
+    __slots__ = ("player_id", "session")
+    PLAYER_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    player_id: int
+    session: int
+    def __init__(self, player_id: _Optional[int] = ..., session: _Optional[int] = ...) -> None: ...
+
 class Reply(_message.Message):
     __slots__ = ("request", "session", "ok", "room_id", "frame", "not_member", "room_name", "room_unknown")
     REQUEST_FIELD_NUMBER: _ClassVar[int]

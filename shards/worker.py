@@ -19,13 +19,12 @@ import zmq
 from chatcluster.common import logs, procutil
 from chatcluster.common.config import ClusterConfig
 from chatcluster.common.control import ControlServer, Snapshot
-from chatcluster.common.envelope import EnvelopeError, Kind, iter_items, parse
+from chatcluster.common.envelope import EnvelopeError, iter_items, parse
 from chatcluster.common.storage import Database
 from chatcluster.common.zmqbridge import HWM, LinkStats, SendQueue
-from chatcluster.proto import cluster_pb2
 from chatcluster.shards.chatlog import ChatLog, RotatingLines
-from chatcluster.shards.peers import GatewayPeers
-from chatcluster.shards.rooms import Outbox, RoomBook, check_limits
+from chatcluster.shards.rooms import Outbox, check_limits
+from chatcluster.shards.shard import Shard
 
 log = logging.getLogger("chatcluster.shard")
 
@@ -49,14 +48,14 @@ class ShardWorker:
             # database that is down does not stop the shard; the chat log holds the rows instead.
             db = Database(config.db_url, pool_size=1, scrypt_n=config.scrypt_n)
             self.chatlog = ChatLog(db, RotatingLines(config.chat_log_file(shard_id)), config.limits.chat_log_backlog)
-        self.book = RoomBook(
-            config.limits,
+        # A new incarnation tells gateways this is a new process: its rooms start empty.
+        self.shard = Shard(
+            shard_id, secrets.randbits(63) | 1, config.limits,
             on_chat=self.chatlog.append if self.chatlog else None,
             on_room_closed=self.chatlog.room_closed if self.chatlog else None,
         )
+        self.book = self.shard.book
         self.outbox = Outbox()
-        self.incarnation = secrets.randbits(63) | 1  # tells gateways this is a new process: rooms start empty
-        self.peers = GatewayPeers(config.limits.gateway_timeout)
         self.router: zmq.Socket | None = None
         self.links = LinkStats()
         self.queue = SendQueue(self._send_to_gateway, self.links)
@@ -106,7 +105,7 @@ class ShardWorker:
                 poller.poll(5 if self.queue.held else 200)
                 turn = time.monotonic()
                 if turn - last_turn > 1.0:  # this process was stopped or frozen: peers keep their grace
-                    self.peers.grace(turn)
+                    self.shard.peers.grace(turn)
                 last_turn = turn
                 self._drain(router)
                 if self.queue.held:
@@ -131,7 +130,7 @@ class ShardWorker:
             router.close()
 
     def _drain(self, router: zmq.Socket) -> None:
-        book, outbox, peers = self.book, self.outbox, self.peers
+        shard, outbox, peers = self.shard, self.outbox, self.shard.peers
         now = time.monotonic()
         handled = 0
         for _ in range(DRAIN_BUDGET):
@@ -146,10 +145,7 @@ class ShardWorker:
             peers.seen(gateway, now)
             try:
                 for kind, payload in iter_items(data):
-                    if kind == Kind.HELLO:
-                        self._hello(gateway, parse(kind, payload), now)
-                    else:
-                        book.handle(gateway, kind, parse(kind, payload), outbox)
+                    shard.handle(gateway, kind, parse(kind, payload), outbox, now)
                     handled += 1
             except (EnvelopeError, ValueError) as exc:
                 self.bad_batches += 1
@@ -159,22 +155,8 @@ class ShardWorker:
         for gateway, data in outbox.take():
             self.queue.send(gateway, data)
 
-    def _hello(self, gateway: bytes, hello: cluster_pb2.Hello, now: float) -> None:
-        """A gateway's heartbeat: answer it; if the gateway restarted, its old sessions leave their rooms."""
-        known = self.peers.hello(gateway, hello.incarnation, now)
-        if known == "restarted":
-            gone = self.book.drop_gateway(gateway, self.outbox)
-            log.warning(" gateway %s restarted: its %d old session(s) left their rooms",
-                        gateway.decode(errors="replace"), gone)
-        answer = cluster_pb2.Hello(node=f"shard{self.shard_id}", incarnation=self.incarnation, sent_us=hello.sent_us,
-                                   rebuild=known != "same")
-        self.outbox.add(gateway, Kind.HELLO, answer.SerializeToString())
-
     def _expire_gateways(self) -> None:
-        for gateway in self.peers.expired(time.monotonic()):
-            gone = self.book.drop_gateway(gateway, self.outbox)
-            log.warning(" gateway %s silent for %.0f s: its %d session(s) left their rooms",
-                        gateway.decode(errors="replace"), self.peers.timeout, gone)
+        self.shard.expire(time.monotonic(), self.outbox)
         for gateway, data in self.outbox.take():
             self.queue.send(gateway, data)
 
@@ -199,10 +181,12 @@ class ShardWorker:
             "id": self.shard_id,
             **self.figures.read(),
             "endpoint": self.spec.endpoint,
-            "incarnation": self.incarnation,
-            "gateways": self.peers.as_list(time.monotonic()),
-            "gateway_restarts": self.peers.restarts,
-            "gateway_timeouts": self.peers.timeouts,
+            "incarnation": self.shard.incarnation,
+            "gateways": self.shard.peers.as_list(time.monotonic()),
+            "gateway_restarts": self.shard.peers.restarts,
+            "gateway_timeouts": self.shard.peers.timeouts,
+            "players_present": len(self.shard.presence.holders),
+            "kicks": self.shard.presence.kicks,
             "rooms_rebuilt": book.rebuilt,
             "rooms": len(book.rooms),
             "members": book.members,

@@ -88,7 +88,7 @@ class RunningCluster:
 
 
 def start_cluster(data_dir: Path, *args: str, shards: int = 2, timeout: float = 40.0) -> RunningCluster:
-    port = free_port_block(shards + 3)
+    port = free_port_block(shards + 8)  # the client port, then a control port per process
     log_path = data_dir / "chatctl-up.log"
     data_dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "chatcluster", "up", "--shards", str(shards), "--port", str(port),

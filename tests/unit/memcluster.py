@@ -11,14 +11,14 @@ from collections import deque
 from pathlib import Path
 
 from chatcluster.common.config import Limits
-from chatcluster.common.envelope import Kind, iter_items, parse
+from chatcluster.common.envelope import iter_items, parse
 from chatcluster.common.frames import MAX_FRAME, SERVER_IDS, FrameDecoder, decode_body, encode
 from chatcluster.common.storage import Database
 from chatcluster.gateway.core import GatewayCore
 from chatcluster.gateway.session import Session
-from chatcluster.proto import chat_pb2, cluster_pb2
-from chatcluster.shards.peers import GatewayPeers
+from chatcluster.proto import chat_pb2
 from chatcluster.shards.rooms import Outbox, RoomBook
+from chatcluster.shards.shard import Shard
 
 
 class Client:
@@ -125,10 +125,8 @@ class MemCluster:
         self.limits = limits or Limits()
         self.db = Database(f"sqlite:///{tmp_path / 'chat.db'}", pool_size=2, scrypt_n=16)
         self.db.init_schema()
-        self.shards = [RoomBook(self.limits) for _ in range(shards)]
-        self.incarnations = [100 + k for k in range(shards)]
+        self.states = [Shard(k, 100 + k, self.limits) for k in range(shards)]
         self.silent: set[int] = set()  # shards that swallow everything (down)
-        self.peers = [GatewayPeers() for _ in range(shards)]
         self.to_shards: deque = deque()
         self.db_jobs: deque = deque()
         self.gateways: list[Gateway] = []
@@ -158,24 +156,19 @@ class MemCluster:
                 if shard in self.silent:
                     continue
                 out = Outbox()
-                msg = parse(kind, payload)
-                if kind == Kind.HELLO:
-                    known = self.peers[shard].hello(gw.name, msg.incarnation, 0.0)
-                    answer = cluster_pb2.Hello(node=f"shard{shard}", incarnation=self.incarnations[shard],
-                                               rebuild=known != "same")
-                    out.add(gw.name, Kind.HELLO, answer.SerializeToString())
-                else:
-                    self.shards[shard].handle(gw.name, kind, msg, out)
+                self.states[shard].handle(gw.name, kind, parse(kind, payload), out, now=0.0)
                 self._deliver(shard, out)
             for gw in self.gateways:
                 if gw.flush_scheduled or gw.core.dirty:
                     gw.flush()
 
+    @property
+    def shards(self) -> list[RoomBook]:
+        return [state.book for state in self.states]
+
     def restart_shard(self, shard: int) -> None:
-        """As a kill -9 and a restart would: a new, empty RoomBook with a new incarnation."""
-        self.shards[shard] = RoomBook(self.limits)
-        self.incarnations[shard] += 1
-        self.peers[shard] = GatewayPeers()
+        """As a kill -9 and a restart would: a new, empty shard with a new incarnation."""
+        self.states[shard] = Shard(shard, self.states[shard].incarnation + 1, self.limits)
 
     def _deliver(self, shard: int, out: Outbox) -> None:
         by_name = {gw.name: gw for gw in self.gateways}

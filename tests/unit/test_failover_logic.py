@@ -121,8 +121,9 @@ def test_a_shard_that_dropped_us_after_a_silence_gets_the_rooms_back(setup):
     cluster, gw, a, b, room, now, shard = setup
     from chatcluster.shards.rooms import Outbox
 
-    cluster.shards[shard].drop_gateway(gw.name, Outbox())  # as after a cut link: the shard thinks we died
-    cluster.peers[shard] = type(cluster.peers[shard])()   # ... and forgot us
+    state = cluster.states[shard]
+    state.drop_gateway(gw.name, Outbox())  # as after a cut link: the shard thinks we died ...
+    state.peers.expired(now=1e9)           # ... and forgot us
     now[0] += 1.5
     gw.core.tick()
     cluster.run()

@@ -507,3 +507,21 @@ def test_a_client_cannot_speak_for_another_or_into_another_room(cluster):
     a.chat("mine")
     cluster.run()
     assert a.one(pb.S_ROOM_CHAT_NTF).sender.player_id == a.player_id
+
+
+def test_relogin_on_another_gateway_replaces_the_old_connection(cluster):
+    gw1, gw2 = cluster.gateway(), cluster.gateway()
+    old = login(cluster, gw1, "alice")
+    b = login(cluster, gw2, "bob")
+    room = create(cluster, old)
+    join(cluster, b, room)
+    old.take()
+    new = login(cluster, gw2, "alice")
+    assert new.player_id == old.player_id
+    assert old.one(pb.S_ERROR).code == ErrorCode.REPLACED and old.closed
+    assert b.one(pb.S_LEAVE_ROOM_NTF).player.player_id == old.player_id
+    presence = cluster.states[gw1.core.owner(old.player_id)].presence
+    assert presence.holders[old.player_id] == (gw2.name, new.session.id) and presence.kicks == 1
+    gw2.core.connection_lost(new.session)
+    cluster.run()
+    assert old.player_id not in presence.holders
