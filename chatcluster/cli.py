@@ -14,6 +14,7 @@ import click
 
 from chatcluster import __version__
 from chatcluster.common.config import DEFAULT_DATA_DIR, DEFAULT_PORT, RUN_FILE, ClusterConfig, Limits
+from chatcluster.loadtest.cli import bench
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -312,14 +313,6 @@ def history(room_id: int, last: int, data_dir: str, db_url: str | None) -> None:
         click.echo(f"[{when}] #{seq} {name}: {text}")
 
 
-def _register_optional_commands() -> None:
-    """Commands that live with their subsystem (loadtest/ owns `bench`)."""
-    try:
-        from chatcluster.loadtest.cli import bench
-    except ImportError:  # pragma: no cover - only while loadtest/cli.py does not exist yet
-        return
-    main.add_command(bench)
-
-
-_register_optional_commands()
+# ---------------------------------------------------------------------------- bench (lives in loadtest/)
+main.add_command(bench)
 

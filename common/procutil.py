@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import os
@@ -14,6 +15,13 @@ from collections.abc import Callable
 PR_SET_PDEATHSIG = 1
 
 
+def set_parent_death_signal(sig: int = signal.SIGTERM) -> None:
+    """Linux: the kernel sends `sig` to this process when its parent dies (prctl PR_SET_PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+
 def die_with_parent() -> None:
     """Make sure this child never outlives the supervisor that started it.
 
@@ -22,12 +30,7 @@ def die_with_parent() -> None:
     change. Either way a `kill -9` of `chatctl up` leaves no orphan behind.
     """
     parent = os.getppid()
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
+    set_parent_death_signal()
     if os.getppid() != parent:  # died before prctl took effect
         os.kill(os.getpid(), signal.SIGTERM)
 

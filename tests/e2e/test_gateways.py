@@ -33,7 +33,7 @@ def connect_to(cluster, gateway: int) -> WireClient:
 
 
 def test_members_on_two_gateways_share_one_room(cluster_factory):
-    cluster = cluster_factory("--gateways", "2", shards=2)
+    cluster = cluster_factory(shards=2, gateways=2)
     statuses = [fetch_status((g.control_host, g.control_port)) for g in cluster.config.gateways]
     assert len({s["pid"] for s in statuses}) == 2
     on0 = [connect_to(cluster, 0) for _ in range(2)]
@@ -65,7 +65,7 @@ def test_members_on_two_gateways_share_one_room(cluster_factory):
 
 
 def test_login_on_another_gateway_replaces_the_session(cluster_factory):
-    cluster = cluster_factory("--gateways", "2", shards=2)
+    cluster = cluster_factory(shards=2, gateways=2)
     name = unique("roamer")
     old = connect_to(cluster, 0)
     assert old.login(name).success

@@ -1,0 +1,211 @@
+"""One bench client's protocol logic, without a socket (sans-I/O).
+
+BenchClient turns bytes from the server into counters and latencies, and
+makes the frames the client sends. The asyncio adapter (worker.py) only
+moves bytes between it and a transport, so everything a run claims can be
+tested by feeding it frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from google.protobuf.message import DecodeError, Message
+from hdrh.histogram import HdrHistogram
+
+from chatcluster.common.frames import MAX_FRAME, SERVER_IDS, FrameDecoder, MsgId, ProtocolError, decode_body, encode
+from chatcluster.proto import chat_pb2
+
+from .accounting import LAT_HIGH_US, LAT_LOW_US, Counters, SeqCheck
+from .schedule import msg_id
+
+_NTF = int(MsgId.S_ROOM_CHAT_NTF)
+_JOIN_NTF = int(MsgId.S_JOIN_ROOM_NTF)
+_LEAVE_NTF = int(MsgId.S_LEAVE_ROOM_NTF)
+_ERROR = int(MsgId.S_ERROR)
+#: Replies a setup step waits for (one request at a time per client).
+SETUP_REPLIES = frozenset({int(MsgId.S_LOGIN_RES), int(MsgId.S_CREATE_ROOM_RES), int(MsgId.S_JOIN_ROOM_RES),
+                           _ERROR})
+MAX_ERROR_SAMPLES = 10
+
+ReplyHandler = Callable[[int, Message], None]
+
+
+class BenchClient:
+    """State of one simulated user: login, room membership, its room's seq, its messages in flight.
+
+    `outstanding` maps the client_msg_id of each message sent whose own copy
+    has not come back to the time latency is measured from (the send time,
+    or the due time with latency_from="schedule").
+    """
+
+    __slots__ = ("index", "clients", "name", "counters", "hist", "on_reply", "decoder", "player_id", "room_id",
+                 "members", "seq", "outstanding", "sent_n", "error_samples", "broken")
+
+    _ntf = chat_pb2.S_ROOM_CHAT_NTF()  # parsed into in place: one allocation for all notifications
+
+    def __init__(self, index: int, name: str, counters: Counters, hist: HdrHistogram, clients: int,
+                 on_reply: ReplyHandler | None = None, error_samples: list[str] | None = None) -> None:
+        self.index = index
+        self.clients = clients
+        self.name = name
+        self.counters = counters
+        self.hist = hist
+        self.on_reply = on_reply
+        self.decoder = FrameDecoder(MAX_FRAME, SERVER_IDS)
+        self.player_id = 0
+        self.room_id = 0
+        self.members = 0
+        self.seq = SeqCheck()
+        self.outstanding: dict[int, int] = {}
+        self.sent_n = 0
+        self.error_samples = error_samples if error_samples is not None else []
+        self.broken = False
+
+    # ---- frames to send ---------------------------------------------------------
+    def login_frame(self, password: str) -> bytes:
+        return encode(chat_pb2.C_LOGIN_REQ(name=self.name, password=password))
+
+    def create_frame(self, room_name: str) -> bytes:
+        return encode(chat_pb2.C_CREATE_ROOM_REQ(name=room_name))
+
+    def join_frame(self, room_id: int) -> bytes:
+        return encode(chat_pb2.C_JOIN_ROOM_REQ(room_id=room_id))
+
+    def chat_frame(self, n: int, measured: bool, text: str, clock_ns: int) -> bytes:
+        """The frame of message n; remembers it as in flight since clock_ns and counts its expected fan-out."""
+        cid = msg_id(n, measured, self.index, self.clients)
+        frame = encode(chat_pb2.C_ROOM_CHAT_REQ(text=text, client_msg_id=cid))
+        self.outstanding[cid] = clock_ns
+        if n >= self.sent_n:
+            self.sent_n = n + 1
+        c = self.counters
+        c.app_in += 1
+        if measured:
+            c.measured_sent += 1
+            c.expected += self.members
+        return frame
+
+    # ---- bytes received ----------------------------------------------------------
+    def receive(self, data: bytes, now_ns: int) -> None:
+        """Account for one read from the socket; every frame in it arrived at now_ns.
+
+        This is the load generator's hot path (a delivery costs it ~2 us of
+        Python): the common case, the next seq of another client's message, is
+        handled inline with local variables; anything unusual goes to a method.
+        """
+        c = self.counters
+        c.io_r += 1
+        c.bytes_r += len(data)
+        decoder = self.decoder
+        decoder.feed(data)
+        next_frame = decoder.next_frame
+        ntf = self._ntf
+        parse = ntf.ParseFromString
+        my_room, index, clients = self.room_id, self.index, self.clients
+        seq_check = self.seq
+        last = seq_check.last
+        frames = notifications = measured = 0
+        try:
+            while (frame := next_frame()) is not None:
+                frames += 1
+                kind, body = frame
+                if kind != _NTF:
+                    seq_check.last = last
+                    self._other(kind, body)
+                    my_room, last = self.room_id, seq_check.last
+                    continue
+                notifications += 1
+                try:
+                    parse(body)
+                except DecodeError:
+                    c.undecodable += 1
+                    continue
+                if ntf.room_id != my_room:
+                    c.wrong_room += 1
+                    continue
+                seq = ntf.seq
+                if seq == last + 1:
+                    last = seq
+                else:
+                    seq_check.last = last
+                    seq_check.see(seq, c)
+                    last = seq_check.last
+                cid = ntf.client_msg_id
+                if cid & 1:
+                    measured += 1
+                if (cid >> 1) % clients == index:
+                    self._own_copy(cid, now_ns)
+        except ProtocolError as exc:
+            c.undecodable += 1
+            self.broken = True
+            self._sample_error(f"{self.name}: framing error: {exc.message}")
+        finally:
+            seq_check.last = last
+            c.frames_r += frames
+            c.deliveries += notifications
+            c.delivered += measured
+
+    def _own_copy(self, cid: int, now_ns: int) -> None:
+        c = self.counters
+        if self._ntf.sender.player_id != self.player_id:  # our id, someone else's name on it
+            c.unknown_own += 1
+            return
+        since = self.outstanding.pop(cid, None)
+        if since is None:
+            n = (cid >> 1) // self.clients - 1
+            if 0 <= n < self.sent_n:
+                c.duplicates += 1
+            else:
+                c.unknown_own += 1
+            return
+        c.own_received += 1
+        if cid & 1:
+            us = (now_ns - since) // 1000
+            self.hist.record_value(LAT_LOW_US if us < LAT_LOW_US else LAT_HIGH_US if us > LAT_HIGH_US else us)
+            c.latencies += 1
+
+    def _other(self, kind: int, body: bytes) -> None:
+        try:
+            msg = decode_body(kind, body)
+        except DecodeError:
+            self.counters.undecodable += 1
+            return
+        if kind == _JOIN_NTF:
+            if msg.room_id == self.room_id:
+                self.members += 1
+        elif kind == _LEAVE_NTF:
+            if msg.room_id == self.room_id:
+                self.members -= 1
+        elif kind in SETUP_REPLIES:
+            if kind == _ERROR:
+                self.counters.errors += 1
+                code = chat_pb2.ErrorCode.Name(msg.code) if msg.code in chat_pb2.ErrorCode.values() else msg.code
+                self._sample_error(f"{self.name}: S_ERROR {code} {msg.message}")
+            elif getattr(msg, "success", False):
+                if kind == MsgId.S_LOGIN_RES:
+                    self.player_id = msg.player_id
+                else:
+                    self.room_id = msg.room.room_id
+                    self.members = len(msg.members)
+            if self.on_reply is not None:
+                self.on_reply(kind, msg)
+        # S_LEAVE_ROOM_ACK, S_ROOM_LIST_RES, S_PONG: nothing the bench asked for; ignored
+
+    def _sample_error(self, text: str) -> None:
+        if len(self.error_samples) < MAX_ERROR_SAMPLES:
+            self.error_samples.append(text)
+
+    # ---- the end --------------------------------------------------------------------
+    def settle(self) -> None:
+        """At the end of the grace period: every measured message still in flight is lost."""
+        c = self.counters
+        for cid in self.outstanding:
+            if cid & 1:
+                c.lost += 1
+            else:
+                c.warmup_lost += 1
+        self.outstanding.clear()
+
+    def measured_in_flight(self) -> int:
+        return sum(1 for cid in self.outstanding if cid & 1)
