@@ -334,6 +334,7 @@ async def serve(config: ClusterConfig, gateway_id: int) -> None:
         raise StartupError(f"cannot open the control port {spec.control_host}:{spec.control_port}: "
                            f"{exc.strerror or exc}") from exc
     server.publish()
+    procutil.tune_runtime()
     ticker = loop.create_task(server.ticker())
     log.info(" gateway %d listening on %s:%d (loop: %s, zmq bridge: %s, %d shards, control http://%s:%d, pid %d)",
              gateway_id, spec.host, spec.port, loop_name(loop), server.links.mode, len(config.shards),

@@ -99,6 +99,7 @@ class ShardWorker:
                  self.spec.control_host, control.port, os.getpid())
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
+        procutil.tune_runtime()
         next_status = last_turn = time.monotonic() + 1.0
         try:
             while not self.stopping:

@@ -61,7 +61,7 @@ def stop_chat_server(cluster):
 # The PostgreSQL and MariaDB servers of this machine (trust auth / root without password). Each test
 # gets a scratch database of its own, dropped afterwards. In CI an unreachable backend fails the
 # test; elsewhere it is skipped, saying why.
-PG_ADMIN = "DRIVER={PostgreSQL Unicode};SERVER=127.0.0.1;PORT=5432;DATABASE=postgres;UID=postgres"
+PG_ADMIN = "DRIVER={PostgreSQL Unicode};SERVER=127.0.0.1;PORT=5432;DATABASE=postgres;UID=postgres;CommLog=0;Debug=0"
 MARIADB_ADMIN = "DRIVER={MariaDB Unicode};SERVER=127.0.0.1;PORT=3306;UID=root;PWD="
 
 

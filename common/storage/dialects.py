@@ -16,7 +16,8 @@ Traps measured on this machine's drivers, and what we do about them:
   are multi-row VALUES statements that skip duplicates in the dialect's own way.
 - psqlODBC wraps every statement in a SAVEPOINT unless told otherwise: we add
   `Protocol=7.4-1` (roll back the transaction, not the statement) to its
-  connection string.
+  connection string; and `CommLog=0`, because Debian's driver registration
+  logs every statement to /tmp otherwise.
 - MariaDB's driver returns long TEXT in pieces that pyodbc's default UTF-16
   decoding garbles: MariaDBDialect.configure reads and writes UTF-8.
 - A connection that outlived a server restart fails on first use (SQLSTATE
@@ -233,7 +234,11 @@ class PostgresDialect(OdbcDialect):
 
     def tune(self, connection_string: str) -> str:
         # 7.4-1: roll back the transaction on error instead of a SAVEPOINT around every statement.
-        return _with_option(connection_string, "Protocol", "7.4-1")
+        # CommLog/Debug: Debian's odbcinst.ini turns the driver's communication log on, which writes
+        # every statement to /tmp/psqlodbc_*.log: slow, and it fills the disk.
+        connection_string = _with_option(connection_string, "Protocol", "7.4-1")
+        connection_string = _with_option(connection_string, "CommLog", "0")
+        return _with_option(connection_string, "Debug", "0")
 
     def session_setup(self) -> list[str]:
         return [f"SET statement_timeout = {self.query_timeout * 1000}", "SET TIME ZONE 'UTC'"]
