@@ -26,7 +26,9 @@ from chatcluster.common.envelope import Batch
 from chatcluster.common.storage import CPU, DB, Database, LoginResult, login_steps
 from chatcluster.common.zmqbridge import Links, open_links
 from chatcluster.gateway.core import GatewayCore
-from chatcluster.gateway.session import Session
+from chatcluster.gateway.session import Session, State
+
+CLOSED = State.CLOSED
 
 log = logging.getLogger("chatcluster.gateway")
 
@@ -220,12 +222,22 @@ class GatewayServer:
         for shard, batch in enumerate(self.batches):
             if batch:
                 self.links.send(shard, batch.take())
-        for session in self.core.take_dirty():
-            if session.out:
-                if session.closed or session.transport is None:
-                    session.out.clear()
-                else:
-                    self._write(session.transport, session.out)
+        writes = written = 0
+        for session in self.core.take_dirty():  # the hot loop: one write per session per pass
+            out = session.out
+            if not out:
+                continue
+            transport = session.transport
+            if transport is None or session.state is CLOSED:
+                out.clear()
+                continue
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            writes += 1
+            written += len(data)
+            transport.write(data)
+        self.writes += writes
+        self.bytes_out += written
 
     def _write(self, transport: asyncio.Transport, out: list[bytes]) -> None:
         data = out[0] if len(out) == 1 else b"".join(out)

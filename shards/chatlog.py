@@ -21,7 +21,6 @@ import os
 import threading
 import time
 from collections import deque
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +70,20 @@ class RotatingLines:
         self._file.close()
 
 
+_second_cache: list = [-1, ""]  # (unix second, its ISO text): most lines of a batch share the second
+
+
 def format_line(row: Row) -> str:
+    """`2026-11-25T08:01:01.846123Z room=1 seq=1 sender=5 text="..."`: one line per message, whatever the text."""
     room_id, seq, sender_id, text, time_us = row
-    when = datetime.fromtimestamp(time_us / 1e6, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return f"{when} room={room_id} seq={seq} sender={sender_id} text={json.dumps(text, ensure_ascii=False)}\n"
+    second, micros = divmod(time_us, 1_000_000)
+    if second != _second_cache[0]:
+        _second_cache[0], _second_cache[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        quoted = f'"{text}"'  # what json.dumps would write, without its cost
+    else:
+        quoted = json.dumps(text, ensure_ascii=False)
+    return f"{_second_cache[1]}.{micros:06d}Z room={room_id} seq={seq} sender={sender_id} text={quoted}\n"
 
 
 class ChatLog:
