@@ -54,14 +54,15 @@ def main() -> None:
               help="cluster config file (.toml or .json) instead of the single-host flags")
 @click.option("--role", type=click.Choice(["shard", "gateway"]), default=None,
               help="run just this one process of the --config cluster, in the foreground")
-@click.option("--id", "node_id", type=int, default=None,
-              help="which shard or gateway of the config (with --role)")
+@click.option("--id", "node_id", default=None,
+              help="which shard or gateway of the config (with --role); for a gateway, 'auto' runs one more "
+                   "replica of the first gateway entry, named after this host (a Kubernetes Deployment)")
 @click.option("-v", "--verbose", is_flag=True, help="log every request, not just lifecycle and errors")
 def up(shards: int, gateways: int, host: str, port: int, data_dir: str, db_url: str | None, registration: str,
        loop: str,
        zmq_bridge: str, control_port: int | None, max_members: int, chat_log: bool, limit_items: tuple[str, ...],
        scrypt_n: int, config_file: str | None,
-       role: str | None, node_id: int | None, verbose: bool) -> None:
+       role: str | None, node_id: str | None, verbose: bool) -> None:
     """Start the cluster (gateways and shards) and keep it running until Ctrl-C."""
     if role is not None:
         if config_file is None or node_id is None:
@@ -100,7 +101,7 @@ def _limits(max_members: int, items: tuple[str, ...]) -> Limits:
     return Limits(**values)
 
 
-def _run_node(config_file: Path, role: str, node_id: int, verbose: bool) -> int:
+def _run_node(config_file: Path, role: str, node_id: str, verbose: bool) -> int:
     from chatcluster.common import procutil
     from chatcluster.supervisor import SUPERVISED_ENV
 
@@ -108,13 +109,23 @@ def _run_node(config_file: Path, role: str, node_id: int, verbose: bool) -> int:
     config.verbose = config.verbose or verbose
     if os.environ.get(SUPERVISED_ENV):
         procutil.die_with_parent()
+    if role == "gateway" and node_id == "auto":
+        import socket
+
+        from chatcluster.gateway.server import run_gateway
+
+        return run_gateway(config, config.gateways[0].id, node=f"gw-{socket.gethostname()}")
+    try:
+        number = int(node_id)
+    except ValueError:
+        raise click.BadParameter(f"{node_id!r} is not a number", param_hint="--id") from None
     if role == "shard":
         from chatcluster.shards.worker import run_shard
 
-        return run_shard(config, node_id)
+        return run_shard(config, number)
     from chatcluster.gateway.server import run_gateway
 
-    return run_gateway(config, node_id)
+    return run_gateway(config, number)
 
 
 def _run_cluster(config: ClusterConfig) -> int:
@@ -225,10 +236,12 @@ def status(data_dir: str, config_file: str | None, as_json: bool, watch: bool) -
 
 
 # ---------------------------------------------------------------------------- db, history
-def _database_url(data_dir: str, db_url: str | None) -> str:
-    """--db if given, else the running cluster's (its run file), else the default SQLite file."""
+def _database_url(data_dir: str, db_url: str | None, config_file: str | None = None) -> str:
+    """--db if given, else --config's, else the running cluster's (its run file), else the default SQLite file."""
     if db_url:
         return db_url
+    if config_file:
+        return ClusterConfig.load(Path(config_file)).db_url
     run_file = Path(data_dir) / RUN_FILE
     if run_file.exists():
         return ClusterConfig.load(run_file).db_url
@@ -236,6 +249,8 @@ def _database_url(data_dir: str, db_url: str | None) -> str:
 
 
 def _db_options(fn):
+    fn = click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+                      help="take the database from this cluster config")(fn)
     fn = click.option("--db", "db_url", default=None,
                       help="database URL [default: the cluster's in --data-dir, or its SQLite file]")(fn)
     return click.option("--data-dir", type=click.Path(file_okay=False), default=DEFAULT_DATA_DIR,
@@ -249,11 +264,11 @@ def db() -> None:
 
 @db.command("init")
 @_db_options
-def db_init(data_dir: str, db_url: str | None) -> None:
+def db_init(data_dir: str, db_url: str | None, config_file: str | None) -> None:
     """Create the schema, or migrate an older one to this version."""
     from chatcluster.common.storage import Database
 
-    database = Database(_database_url(data_dir, db_url), pool_size=1)
+    database = Database(_database_url(data_dir, db_url, config_file), pool_size=1)
     try:
         before = database.schema_version()
         after = database.migrate()
@@ -268,11 +283,11 @@ def db_init(data_dir: str, db_url: str | None) -> None:
 @db.command("check")
 @_db_options
 @click.option("--json", "as_json", is_flag=True)
-def db_check(data_dir: str, db_url: str | None, as_json: bool) -> None:
+def db_check(data_dir: str, db_url: str | None, config_file: str | None, as_json: bool) -> None:
     """Connect, and report the schema version and row counts; exit 1 if unusable."""
     from chatcluster.common.storage import Database
 
-    database = Database(_database_url(data_dir, db_url), pool_size=1)
+    database = Database(_database_url(data_dir, db_url, config_file), pool_size=1)
     try:
         report = database.check()
     except Exception as exc:
@@ -292,13 +307,13 @@ def db_check(data_dir: str, db_url: str | None, as_json: bool) -> None:
 @click.argument("room_id", type=click.IntRange(1))
 @click.option("--last", type=click.IntRange(1), default=50, show_default=True, help="how many messages")
 @_db_options
-def history(room_id: int, last: int, data_dir: str, db_url: str | None) -> None:
+def history(room_id: int, last: int, data_dir: str, db_url: str | None, config_file: str | None) -> None:
     """Print a room's logged messages, oldest first."""
     from datetime import UTC, datetime
 
     from chatcluster.common.storage import Database
 
-    database = Database(_database_url(data_dir, db_url), pool_size=1)
+    database = Database(_database_url(data_dir, db_url, config_file), pool_size=1)
     try:
         rows = database.history(room_id, last)
     except Exception as exc:

@@ -56,18 +56,33 @@ class Limits:
 @dataclass
 class ShardSpec:
     id: int
-    endpoint: str        # ZeroMQ endpoint the shard binds (ipc:// or tcp://)
+    endpoint: str             # where gateways reach the shard: ipc://path or tcp://host:port
     control_port: int
-    control_host: str = "127.0.0.1"
+    control_host: str = "127.0.0.1"  # where `chatctl status` and probes reach its control endpoint
+    bind: str = ""            # what the shard binds, if not `endpoint` (e.g. tcp://*:5600 behind a DNS name)
+    control_bind: str = ""    # the control endpoint's bind address, if not control_host (e.g. 0.0.0.0)
+
+    @property
+    def bind_endpoint(self) -> str:
+        return self.bind or self.endpoint
+
+    @property
+    def control_bind_host(self) -> str:
+        return self.control_bind or self.control_host
 
 
 @dataclass
 class GatewaySpec:
     id: int
-    host: str
+    host: str                 # the client listen address
     port: int
     control_port: int
     control_host: str = "127.0.0.1"
+    control_bind: str = ""
+
+    @property
+    def control_bind_host(self) -> str:
+        return self.control_bind or self.control_host
 
 
 @dataclass

@@ -125,7 +125,7 @@ class GatewayServer:
     """Implements GatewayIO for the core on a real loop, sockets and database."""
 
     def __init__(self, config: ClusterConfig, gateway_id: int, loop: asyncio.AbstractEventLoop, db: Database,
-                 db_executor: ThreadPoolExecutor, cpu_executor: ThreadPoolExecutor) -> None:
+                 db_executor: ThreadPoolExecutor, cpu_executor: ThreadPoolExecutor, node: str = "") -> None:
         self.config = config
         self.spec = config.gateway(gateway_id)
         self.gateway_id = gateway_id
@@ -133,7 +133,8 @@ class GatewayServer:
         self.db = db
         self.db_executor = db_executor    # one thread per pooled connection
         self.cpu_executor = cpu_executor  # password hashing: one thread per core
-        node = f"gw{gateway_id}"
+        node = node or f"gw{gateway_id}"  # the ZeroMQ identity shards know this gateway by
+        self.node = node
         self.core = GatewayCore(self, config.shard_ids, config.limits, registration_open=config.registration == "open",
                                 node=node)
         self.batches = [Batch() for _ in config.shards]
@@ -263,6 +264,7 @@ class GatewayServer:
         self.snapshot.publish({
             "role": "gateway",
             "id": self.gateway_id,
+            "node": self.node,
             **self.figures.read(),
             "listen": f"{self.spec.host}:{self.spec.port}",
             "loop": loop_name(self.loop),
@@ -319,7 +321,7 @@ def _outcome(future: asyncio.Future) -> object:
     return exc if exc is not None else future.result()
 
 
-async def serve(config: ClusterConfig, gateway_id: int) -> None:
+async def serve(config: ClusterConfig, gateway_id: int, node: str = "") -> None:
     loop = asyncio.get_running_loop()
     spec = config.gateway(gateway_id)
     db_executor = ThreadPoolExecutor(max_workers=config.db_pool_size, thread_name_prefix="db")
@@ -327,7 +329,7 @@ async def serve(config: ClusterConfig, gateway_id: int) -> None:
     # No schema work (the supervisor did it) and no connection yet: a database that is down when the
     # gateway (re)starts makes logins fail with a clear message, not the gateway.
     db = Database(config.db_url, config.db_pool_size, config.scrypt_n)
-    server = GatewayServer(config, gateway_id, loop, db, db_executor, cpu_executor)
+    server = GatewayServer(config, gateway_id, loop, db, db_executor, cpu_executor, node)
     server.core.start()  # the first heartbeat goes out before any client traffic
     stop = asyncio.Event()
     _install_stop(loop, stop.set)
@@ -340,10 +342,10 @@ async def serve(config: ClusterConfig, gateway_id: int) -> None:
     except OSError as exc:
         raise StartupError(f"cannot listen for clients on {spec.host}:{spec.port}: {exc.strerror or exc}") from exc
     try:
-        control = ControlServer(spec.control_host, spec.control_port, server.snapshot).start()
+        control = ControlServer(spec.control_bind_host, spec.control_port, server.snapshot).start()
     except OSError as exc:
         listener.close()
-        raise StartupError(f"cannot open the control port {spec.control_host}:{spec.control_port}: "
+        raise StartupError(f"cannot open the control port {spec.control_bind_host}:{spec.control_port}: "
                            f"{exc.strerror or exc}") from exc
     server.publish()
     procutil.tune_runtime()
@@ -377,12 +379,14 @@ def _install_stop(loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -> 
         procutil.on_stop_signals(lambda: loop.call_soon_threadsafe(stop))
 
 
-def run_gateway(config: ClusterConfig, gateway_id: int) -> int:
-    logs.setup(f"gw{gateway_id}" if len(config.gateways) > 1 else "gw", config.verbose,
-               config.log_file(f"gateway-{gateway_id}"))
+def run_gateway(config: ClusterConfig, gateway_id: int, node: str = "") -> int:
+    """Run one gateway. node: its identity towards the shards (default gw<id>); replicas that share one
+    config entry (a Kubernetes Deployment) each pass their own, e.g. gw-<pod name>."""
+    tag = node or (f"gw{gateway_id}" if len(config.gateways) > 1 else "gw")
+    logs.setup(tag, config.verbose, config.log_file(f"gateway-{node or gateway_id}"))
     try:
         with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
-            runner.run(serve(config, gateway_id))
+            runner.run(serve(config, gateway_id, node))
     except StartupError as exc:
         log.error(" gateway %d: %s", gateway_id, exc)
         return 2

@@ -81,22 +81,23 @@ class ShardWorker:
         router.setsockopt(zmq.SNDHWM, HWM)
         router.setsockopt(zmq.RCVHWM, HWM)
         router.setsockopt(zmq.LINGER, 2000)
-        if self.spec.endpoint.startswith("ipc://"):
-            os.makedirs(os.path.dirname(self.spec.endpoint[len("ipc://"):]), exist_ok=True)
+        bind = self.spec.bind_endpoint
+        if bind.startswith("ipc://"):
+            os.makedirs(os.path.dirname(bind[len("ipc://"):]), exist_ok=True)
         try:
-            router.bind(self.spec.endpoint)
+            router.bind(bind)
         except zmq.ZMQError as exc:
             router.close()
-            raise StartupError(f"cannot bind {self.spec.endpoint}: {exc}") from exc
+            raise StartupError(f"cannot bind {bind}: {exc}") from exc
         try:
-            control = ControlServer(self.spec.control_host, self.spec.control_port, self.snapshot).start()
+            control = ControlServer(self.spec.control_bind_host, self.spec.control_port, self.snapshot).start()
         except OSError as exc:
             router.close()
-            raise StartupError(f"cannot open the control port {self.spec.control_host}:{self.spec.control_port}: "
-                               f"{exc.strerror or exc}") from exc
+            raise StartupError(f"cannot open the control port {self.spec.control_bind_host}:"
+                               f"{self.spec.control_port}: {exc.strerror or exc}") from exc
         self._publish()
-        log.info(" shard %d serving on %s (control http://%s:%d, pid %d)", self.shard_id, self.spec.endpoint,
-                 self.spec.control_host, control.port, os.getpid())
+        log.info(" shard %d serving on %s (control http://%s:%d, pid %d)", self.shard_id, bind,
+                 self.spec.control_bind_host, control.port, os.getpid())
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
         procutil.tune_runtime()

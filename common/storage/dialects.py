@@ -27,6 +27,7 @@ Traps measured on this machine's drivers, and what we do about them:
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 from pathlib import Path
@@ -360,7 +361,12 @@ def odbc_dialect(connection_string: str) -> OdbcDialect:
 
 
 def dialect_for(url: str) -> Dialect:
-    """The dialect of a --db URL: sqlite:///path or odbc://<ODBC connection string>."""
+    """The dialect of a --db URL: sqlite:///path or odbc://<ODBC connection string>.
+
+    ${NAME} in the URL is read from the environment here, at use, so that a
+    password kept in a secret never lands in a config or run file.
+    """
+    url = os.path.expandvars(url)
     if url.startswith("sqlite:///"):
         # As SQLAlchemy: sqlite:///relative/chat.db, sqlite:////absolute/chat.db
         path = unquote(url[len("sqlite:///"):])
