@@ -122,6 +122,7 @@ class RoomBook:
         self.rooms_created = 0
         self.rooms_closed = 0
         self.rebuilt = 0
+        self._silenced: bytes | None = None  # a gateway being dropped: no notices go to it
         self.verbose = log.isEnabledFor(logging.DEBUG)
 
     # ---- dispatch ---------------------------------------------------------
@@ -271,10 +272,19 @@ class RoomBook:
             self._enter(room, member)
 
     def drop_gateway(self, gateway: bytes, out: Outbox) -> int:
-        """Every session of a gateway that is gone leaves its room; returns how many."""
+        """Every session of a gateway that is gone leaves its room; returns how many.
+
+        The other gateways' members are told; the gone gateway is not (if it was
+        only cut off, its sessions get their rooms back by a rebuild, and leave
+        notices about themselves would be ghosts).
+        """
         keys = [key for key in self.where if key[0] == gateway]
-        for key in keys:
-            self._leave_current(key, out)
+        self._silenced = gateway
+        try:
+            for key in keys:
+                self._leave_current(key, out)
+        finally:
+            self._silenced = None
         return len(keys)
 
     # ---- internals --------------------------------------------------------
@@ -307,6 +317,8 @@ class RoomBook:
         """One Deliver per gateway with members here; the frame itself is built once by the caller."""
         payload = cluster_pb2.Deliver(room_id=room.room_id, frame=frame, seq=seq).SerializeToString()
         for gateway, count in room.gateways.items():
+            if gateway == self._silenced:
+                continue
             if except_member is not None and gateway == except_member.gateway:
                 # Only the excepted session's own gateway may skip it: session ids are per gateway.
                 if except_member.key in room.members:
