@@ -638,10 +638,6 @@ class GatewayCore:
                 room_id=room_id, name=self.room_names.get(room_id, ""), last_seq=self.room_seq.get(room_id, 0),
                 members=[cluster_pb2.Member(session=s.id, player=s.player) for s in members.values()])
             self.io.to_shard(shard, Kind.REBUILD, rebuild.SerializeToString())
-            for session in members.values():
-                self.send_error(session, ErrorCode.UNAVAILABLE,
-                                f"room {room_id} was restored after its server restarted; messages sent in the last "
-                                "moments may not have been delivered")
             self.stats.rebuilds += 1
 
     def _unavailable(self, session: Session, shard: int) -> None:

@@ -47,12 +47,13 @@ class Member:
 
 
 class Room:
-    __slots__ = ("room_id", "name", "seq", "members", "gateways")
+    __slots__ = ("room_id", "name", "seq", "members", "gateways", "restored")
 
     def __init__(self, room_id: int, name: str) -> None:
         self.room_id = room_id
         self.name = name
         self.seq = 0
+        self.restored = False  # created by a rebuild: the members it takes back are told
         self.members: dict[MemberKey, Member] = {}
         self.gateways: dict[bytes, int] = {}  # members per gateway: where a broadcast must go
 
@@ -255,14 +256,18 @@ class RoomBook:
     def rebuild(self, gateway: bytes, msg: cluster_pb2.Rebuild, out: Outbox) -> None:
         """Take back a room after a restart, as one gateway knew it: its members there, its last seq.
 
-        No notices go out: nobody joined, the room only came back. Repeats and
-        several gateways' parts merge; the seq goes on from the highest one seen.
+        Repeats and several gateways' parts merge; the seq goes on from the
+        highest one seen. Only the members this restores hear of it (nobody
+        joined, so no join notices): a gateway rebuilds after any sign that the
+        shard lost state, and a room that was not lost changes nothing.
         """
         room = self.rooms.get(msg.room_id)
         if room is None:
             room = self.rooms[msg.room_id] = Room(msg.room_id, msg.name)
+            room.restored = True
             self.rebuilt += 1
         room.seq = max(room.seq, msg.last_seq)
+        notice = b""
         for m in msg.members:
             member = Member(gateway, m.session, m.player)
             if member.key in room.members or len(room.members) >= self.limits.max_members:
@@ -270,6 +275,11 @@ class RoomBook:
             if self.where.get(member.key) not in (None, room.room_id):
                 self._leave_current(member.key, out)  # a stale membership here: the gateway knows best
             self._enter(room, member)
+            if room.restored:
+                notice = notice or error_frame(
+                    ErrorCode.UNAVAILABLE, f"room {room.room_id} was restored after its server restarted; "
+                                           "messages sent in the last moments may not have been delivered")
+                out.reply(gateway, 0, member.session, True, room.room_id, notice)
 
     def drop_gateway(self, gateway: bytes, out: Outbox) -> int:
         """Every session of a gateway that is gone leaves its room; returns how many.
