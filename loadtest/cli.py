@@ -57,6 +57,7 @@ def _mix(ctx: click.Context, param: click.Parameter, value: str) -> str:
               help="the target cluster's data dir, to find its status endpoints [default: probe port+1, port+2...]")
 @click.option("--spawn", is_flag=True, help="start a cluster for the run on free ports (and stop it after)")
 @click.option("--shards", type=click.IntRange(1, 256), default=4, show_default=True, help="with --spawn")
+@click.option("--gateways", type=click.IntRange(1, 64), default=1, show_default=True, help="with --spawn")
 @click.option("--spawn-arg", "spawn_args", multiple=True,
               help="extra argument for the spawned `chatctl up` (repeatable), e.g. --spawn-arg=--loop=asyncio")
 @click.option("--procs", default="auto", show_default=True,
@@ -73,7 +74,8 @@ def _mix(ctx: click.Context, param: click.Parameter, value: str) -> str:
               help="draw throughput and latency percentiles over time to this PNG (needs matplotlib)")
 @click.option("--live/--no-live", default=None, help="live table and progress bar [default: when a terminal]")
 def bench(clients: int, rooms: int, rps: float, duration: int, warmup: int, grace: float, mix: str, interval: int,
-          host: str, port: int, data_dir: str | None, spawn: bool, shards: int, spawn_args: tuple[str, ...],
+          host: str, port: int, data_dir: str | None, spawn: bool, shards: int, gateways: int,
+          spawn_args: tuple[str, ...],
           procs: str, login_concurrency: int, latency_from: str, seed: int | None, json_path: str | None,
           plot_path: str | None, live: bool | None) -> None:
     """Load-test a cluster with the seed's scenario and print its KPI tables.
@@ -102,7 +104,7 @@ def bench(clients: int, rooms: int, rps: float, duration: int, warmup: int, grac
         profile.validate()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    options = BenchOptions(profile=profile, host=host, port=port, spawn=spawn, shards=shards,
+    options = BenchOptions(profile=profile, host=host, port=port, spawn=spawn, shards=shards, gateways=gateways,
                            spawn_args=spawn_args, data_dir=data_dir, procs=n_procs,
                            login_concurrency=login_concurrency)
     console = Console(highlight=False)

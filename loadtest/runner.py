@@ -49,6 +49,7 @@ class BenchOptions:
     port: int = 7777
     spawn: bool = False
     shards: int = 4
+    gateways: int = 1
     spawn_args: tuple[str, ...] = ()
     data_dir: str | None = None
     procs: int | None = None        # None: auto
@@ -152,10 +153,10 @@ def run_bench(opts: BenchOptions, ui: Display) -> dict:
     try:
         host, port = opts.host, opts.port
         if opts.spawn:
-            ui.note(f"starting a cluster: {opts.shards} shards ...")
+            ui.note(f"starting a cluster: {opts.gateways} gateway(s), {opts.shards} shards ...")
             try:
                 cluster = SpawnedCluster.start(Path(tempfile.mkdtemp(prefix="chatbench-")), *opts.spawn_args,
-                                               shards=opts.shards, host=host, tied=True)
+                                               shards=opts.shards, gateways=opts.gateways, host=host, tied=True)
             except SpawnError as exc:
                 raise RunAborted(str(exc)) from None
             port = cluster.port
@@ -236,6 +237,7 @@ def run_bench(opts: BenchOptions, ui: Display) -> dict:
         }
         result["run"] = {
             "host": host, "port": port, "spawned": bool(cluster), "shards": opts.shards if cluster else None,
+            "gateways": opts.gateways if cluster else None,
             "setup_s": round(setup_s, 3), "grace_used_s": round(grace_used, 3), "grace_ended_early": ended_early,
             "members_mismatch": sum(f.get("members_mismatch", 0) for f in finals.values()),
             "loadgen_parent_cpu_s": round(time.process_time(), 3),
