@@ -175,6 +175,8 @@ def write_plot(path: str | Path, result: dict) -> None:
     ax1b = ax1.twinx()
     ax1b.plot(xs, [t["bc_deliv_s"] for t in ticks], color="tab:orange", label="bc-deliv/s")
     ax1b.set_ylabel("deliveries/s")
+    ax1.set_ylim(bottom=0)   # from zero: a steady rate must look steady, not like noise magnified
+    ax1b.set_ylim(bottom=0)
     lines = ax1.get_legend_handles_labels()
     lines2 = ax1b.get_legend_handles_labels()
     ax1.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="lower right")
