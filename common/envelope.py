@@ -112,10 +112,3 @@ def parse(kind: int, payload: bytes) -> Message:
     except Exception as exc:  # google.protobuf.message.DecodeError
         raise EnvelopeError(f"kind {kind} does not decode: {exc}") from exc
     return msg
-
-
-def one(kind: int, message: Message) -> bytes:
-    """A batch of a single envelope."""
-    batch = Batch()
-    batch.add_message(kind, message)
-    return batch.take()

@@ -165,11 +165,11 @@ class GatewayCore:
             log.debug("%sOnConnected() peer=%s", logs.ctx(session.id), peer)
         if self.shutting_down:
             self.send_error(session, ErrorCode.SHUTTING_DOWN, "the server is shutting down")
-            self._close(session, "shutting down")
+            self._drop(session, "shutting down")
         elif full:
             self.stats.connections_refused += 1
             self.send_error(session, ErrorCode.LIMIT, f"server full ({self.limits.max_connections} connections)")
-            self._close(session, "connection limit")
+            self._drop(session, "connection limit")
         return session
 
     def connection_lost(self, session: Session) -> None:
@@ -217,7 +217,7 @@ class GatewayCore:
             self.stats.protocol_errors += 1
             log.info("%sprotocol error: %s; closing", logs.ctx(session.id, session.player_id), exc.message)
             self.send_error(session, exc.code, exc.message)
-            self._close(session, "protocol error")
+            self._drop(session, "protocol error")
             return
         if session.closed:
             return
@@ -294,7 +294,7 @@ class GatewayCore:
                 log.info("%slogged in again from another connection (sess:%04x); replacing",
                          logs.ctx(previous.id, result.player_id), session.id)
                 self.send_error(previous, ErrorCode.REPLACED, "logged in on another connection")
-                self._close(previous, "replaced")
+                self._drop(previous, "replaced")
             session.bind(chat_pb2.Player(player_id=result.player_id, name=name))
             session.bucket = TokenBucket(self.limits.chat_rate, self.limits.chat_burst, self.clock())
             self.unbound.pop(session.id, None)
@@ -530,7 +530,7 @@ class GatewayCore:
                 continue
             self.stats.login_timeouts += 1
             self.send_error(session, ErrorCode.NOT_LOGGED_IN, f"no login within {self.limits.login_timeout:.0f} s")
-            self._close(session, "login timeout")
+            self._drop(session, "login timeout")
         for request in [r for r, leaving in self.leaving.items() if leaving[2] <= now]:
             # The shard is unreachable; the session is out of the room here whatever it says later.
             self.stats.timeouts += 1
@@ -559,7 +559,7 @@ class GatewayCore:
         for session in list(self.sessions.values()):
             if not session.closed:
                 self.send_error(session, ErrorCode.SHUTTING_DOWN, "the server is shutting down")
-                self._close(session, "shutting down")
+                self._drop(session, "shutting down")
 
     # ---- output ---------------------------------------------------------------
     def send(self, session: Session, frame: bytes) -> None:
@@ -608,7 +608,7 @@ class GatewayCore:
         self.stats.replaced += 1
         log.info("%slogged in again elsewhere; replacing", logs.ctx(session.id, session.player_id))
         self.send_error(session, ErrorCode.REPLACED, "logged in on another connection")
-        self._close(session, "replaced")
+        self._drop(session, "replaced")
 
     def _shard_hello(self, shard: int, hello: cluster_pb2.Hello) -> None:
         event = self.health[shard].hello(hello.incarnation, self.clock())
@@ -707,11 +707,8 @@ class GatewayCore:
         self._remove_local(session, session.room_id)
         session.to_lobby()
 
-    def _close(self, session: Session, reason: str) -> None:
-        """Close from our side, after the frames already queued for it."""
-        self._drop(session, reason)
-
     def _drop(self, session: Session, reason: str, abort: bool = False) -> None:
+        """Close from our side (after the frames already queued for it, unless abort), or after the peer did."""
         if session.closed:
             return
         if session.state is State.IN_ROOM:

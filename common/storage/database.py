@@ -70,8 +70,6 @@ class Database:
                 version = target
         return version
 
-    init_schema = migrate  # the name operators know from `chatctl db init`
-
     def schema_version(self) -> int | None:
         with self.pool.connection() as conn:
             cur = conn.cursor()

@@ -124,7 +124,7 @@ class MemCluster:
     def __init__(self, tmp_path: Path, shards: int = 2, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
         self.db = Database(f"sqlite:///{tmp_path / 'chat.db'}", pool_size=2, scrypt_n=16)
-        self.db.init_schema()
+        self.db.migrate()
         self.states = [Shard(k, 100 + k, self.limits) for k in range(shards)]
         self.silent: set[int] = set()  # shards that swallow everything (down)
         self.to_shards: deque = deque()

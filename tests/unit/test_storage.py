@@ -149,7 +149,7 @@ def test_room_ids_are_never_reused(db, tmp_path):
 
 def test_schema_version(db):
     assert db.schema_version() == 1
-    assert db.init_schema() == 1  # idempotent
+    assert db.migrate() == 1  # idempotent
 
 
 def test_bad_urls():
