@@ -127,3 +127,15 @@ class AsyncWire:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def pair_in_room(host: str, port: int, room_name: str, names: tuple[str, str]) -> tuple[WireClient, WireClient, int]:
+    """Two logged-in clients, the first created a room and the second joined it; every reply consumed."""
+    a, b = WireClient(host, port), WireClient(host, port)
+    assert a.login(names[0]).success and b.login(names[1]).success
+    a.send(pb.C_CREATE_ROOM_REQ(name=room_name))
+    room = a.expect(pb.S_CREATE_ROOM_RES).room.room_id
+    b.send(pb.C_JOIN_ROOM_REQ(room_id=room))
+    b.expect(pb.S_JOIN_ROOM_RES)
+    a.expect(pb.S_JOIN_ROOM_NTF)
+    return a, b, room

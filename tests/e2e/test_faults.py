@@ -7,7 +7,7 @@ import signal
 import time
 
 import pytest
-from chatwire import WireClient
+from chatwire import WireClient, pair_in_room
 from test_cluster_flow import unique, wait_for
 
 from chatcluster.common.frames import ErrorCode
@@ -18,13 +18,7 @@ pytestmark = pytest.mark.e2e
 
 
 def room_with_two(cluster):
-    a, b = WireClient(cluster.host, cluster.port), WireClient(cluster.host, cluster.port)
-    assert a.login(unique("alice")).success and b.login(unique("bob")).success
-    a.send(pb.C_CREATE_ROOM_REQ(name="survivors"))
-    room = a.expect(pb.S_CREATE_ROOM_RES).room.room_id
-    b.send(pb.C_JOIN_ROOM_REQ(room_id=room))
-    b.expect(pb.S_JOIN_ROOM_RES)
-    a.expect(pb.S_JOIN_ROOM_NTF)
+    a, b, room = pair_in_room(cluster.host, cluster.port, "survivors", (unique("alice"), unique("bob")))
     for i in range(3):
         a.chat(f"before {i}")
     for c in (a, b):

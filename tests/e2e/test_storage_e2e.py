@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from chatwire import AsyncWire, WireClient
+from chatwire import AsyncWire, WireClient, pair_in_room
 from conftest import refuse_connections
 from test_cluster_flow import full_flow, unique, wait_for
 
@@ -109,13 +109,7 @@ def test_login_spike_of_500(cluster):
 
 def test_postgresql_outage_chat_goes_on_and_nothing_is_lost(cluster_factory, postgres_url):
     cluster = cluster_factory("--db", postgres_url, shards=2)
-    alice, bob = WireClient(cluster.host, cluster.port), WireClient(cluster.host, cluster.port)
-    assert alice.login(unique("alice")).success and bob.login(unique("bob")).success
-    alice.send(pb.C_CREATE_ROOM_REQ(name="outage"))
-    room = alice.expect(pb.S_CREATE_ROOM_RES).room.room_id
-    bob.send(pb.C_JOIN_ROOM_REQ(room_id=room))
-    bob.expect(pb.S_JOIN_ROOM_RES)
-    alice.expect(pb.S_JOIN_ROOM_NTF)
+    alice, bob, room = pair_in_room(cluster.host, cluster.port, "outage", (unique("alice"), unique("bob")))
 
     def say(n: int) -> None:
         for i in range(n):
