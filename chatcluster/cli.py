@@ -39,6 +39,9 @@ def main() -> None:
               help="gateway event loop (auto: uvloop; asyncio's IOCP proactor on Windows)")
 @click.option("--zmq-bridge", type=click.Choice(["auto", "reader", "thread"]), default="auto", show_default=True,
               help="how ZeroMQ joins the gateway's loop (auto: reader; thread where the loop has no add_reader)")
+@click.option("--writer", type=click.Choice(["auto", "thread", "loop"]), default="auto", show_default=True,
+              help="who writes to clients: a writer thread that sends without the GIL (auto, where it is "
+                   "built), or the event loop itself")
 @click.option("--control-port", type=click.IntRange(1, 65535), default=None,
               help="first control (HTTP status) port [default: port+1]; one per process")
 @click.option("--max-members", type=click.IntRange(2, 1000), default=Limits.max_members, show_default=True,
@@ -60,7 +63,8 @@ def main() -> None:
 @click.option("-v", "--verbose", is_flag=True, help="log every request, not just lifecycle and errors")
 def up(shards: int, gateways: int, host: str, port: int, data_dir: str, db_url: str | None, registration: str,
        loop: str,
-       zmq_bridge: str, control_port: int | None, max_members: int, chat_log: bool, limit_items: tuple[str, ...],
+       zmq_bridge: str, writer: str, control_port: int | None, max_members: int, chat_log: bool,
+       limit_items: tuple[str, ...],
        scrypt_n: int, config_file: str | None,
        role: str | None, node_id: str | None, verbose: bool) -> None:
     """Start the cluster (gateways and shards) and keep it running until Ctrl-C."""
@@ -77,7 +81,7 @@ def up(shards: int, gateways: int, host: str, port: int, data_dir: str, db_url: 
         try:
             config = ClusterConfig.single_host(
                 shards=shards, gateways=gateways, host=host, port=port, data_dir=data_dir, db_url=db_url,
-                control_port=control_port, registration=registration, loop=loop, zmq_bridge=zmq_bridge,
+                control_port=control_port, registration=registration, loop=loop, zmq_bridge=zmq_bridge, writer=writer,
                 verbose=verbose, scrypt_n=scrypt_n, chat_log=chat_log, limits=_limits(max_members, limit_items),
             )
         except ValueError as exc:

@@ -72,6 +72,7 @@ QUEUES = [
     ("zmq in/s", "right", lambda r: _num(r.get("zmq_in_per_s"))),
     ("zmq out/s", "right", lambda r: _num(r.get("zmq_out_per_s"))),
     ("zmq queue", "right", lambda r: _num(_get(r, "zmq", "backlog"))),
+    ("writer blocked", "right", lambda r: _num(_get(r, "writer", "blocked_now"))),  # sessions with a full socket
     ("jobs enq/s", "right", lambda r: _num(r.get("envelopes_per_s", r.get("frames_in_per_s")))),
     ("exec/s", "right", lambda r: _num(r.get("envelopes_per_s", r.get("frames_in_per_s")))),
     ("q-peak", "right", lambda r: _num(r.get("jobs_peak"))),

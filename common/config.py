@@ -94,6 +94,7 @@ class ClusterConfig:
     registration: str = "open"          # open | closed
     loop: str = "auto"                  # auto | uvloop | asyncio
     zmq_bridge: str = "auto"            # auto | reader | thread (see common/zmqbridge.py)
+    writer: str = "auto"                # auto | thread | loop: who writes to clients (see gateway/outlets.py)
     verbose: bool = False
     scrypt_n: int = 1 << 14
     db_pool_size: int = 4
@@ -199,6 +200,8 @@ class ClusterConfig:
             raise ValueError("loop must be auto, uvloop or asyncio")
         if self.zmq_bridge not in ("auto", "reader", "thread"):
             raise ValueError("zmq_bridge must be auto, reader or thread")
+        if self.writer not in ("auto", "thread", "loop"):
+            raise ValueError("writer must be auto, thread or loop")
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,7 @@ COUNTERS = frozenset({
     "chatlog_db_dropped", "chatlog_db_pool_acquires", "chatlog_db_pool_waits", "chatlog_db_pool_queries",
     "chatlog_db_pool_errors", "chatlog_db_pool_reconnects", "db_threads_jobs", "hash_threads_jobs",
     "gc_collections", "gc_gen2", "gc_pauses", "gc_pause_total_ms",
+    "writer_sends", "writer_calls", "writer_bytes", "writer_would_block", "writer_failed", "writer_close_timeouts",
 })
 SKIP = frozenset({"id", "pid", "room_ids"})
 

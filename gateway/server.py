@@ -25,10 +25,13 @@ from chatcluster.common.control import ControlServer, Snapshot
 from chatcluster.common.envelope import Batch
 from chatcluster.common.storage import CPU, DB, Database, LoginResult, login_steps
 from chatcluster.common.zmqbridge import Links, open_links
+from chatcluster.gateway import outlets
 from chatcluster.gateway.core import GatewayCore
+from chatcluster.gateway.outlets import Writer
 from chatcluster.gateway.session import Session, State
 
 CLOSED = State.CLOSED
+IN_ROOM = State.IN_ROOM
 
 log = logging.getLogger("chatcluster.gateway")
 
@@ -88,6 +91,16 @@ class OffloadTimer:
                 "queue_wait_max_ms": self.queued_max * 1000, "run_avg_ms": self.run_total / jobs * 1000}
 
 
+def open_writer(mode: str, loop: asyncio.AbstractEventLoop) -> Writer | None:
+    """The writer thread (thread, or auto where gateway/_sendmany.c is built), or None: the loop writes."""
+    if mode == "loop" or (mode == "auto" and not outlets.available()):
+        return None
+    if not outlets.available():
+        raise StartupError("--writer thread needs the compiled gateway/_sendmany.c (pip install -e . with a C "
+                           "compiler) and Linux's epoll and eventfd; use --writer loop")
+    return Writer(loop.call_soon_threadsafe)
+
+
 class ClientProtocol(asyncio.Protocol):
     """One client connection; hands everything to the core."""
 
@@ -140,6 +153,7 @@ class GatewayServer:
         self.batches = [Batch() for _ in config.shards]
         self.links: Links = open_links(loop, config.zmq_bridge, node.encode(),
                                        [s.endpoint for s in config.shards], self.core.on_shard_batch)
+        self.writer = open_writer(config.writer, loop)
         self._flush_scheduled = False
         self.connections = 0  # transports not yet closed (a closing one still drains its buffer)
         self.writes = 0
@@ -152,6 +166,7 @@ class GatewayServer:
         self.send_buffer_peak_sessions = 0
         self.snapshot = Snapshot()
         self.figures = procutil.ProcessFigures()
+        self.write_limit = config.limits.write_buffer  # unsent bytes a session may hold before it is dropped
 
     # ---- GatewayIO ------------------------------------------------------------
     def to_shard(self, shard: int, kind: int, payload: bytes) -> None:
@@ -200,13 +215,23 @@ class GatewayServer:
         transport = session.transport
         if transport is None:
             return
-        if abort:
+        outlet = session.outlet
+        if outlet is not None:
+            # The writer sends what is queued, then closes its copy of the socket; only then does the
+            # client see the close, so the frames queued before it (SHUTTING_DOWN, say) arrive first.
+            session.outlet = None
+            if session.out and not abort:
+                self.writer.push(outlet, b"".join(session.out))
             session.out.clear()
-            transport.abort()
-            return
-        if session.out:
+            self.writer.close(outlet, abort)
+        elif abort:
+            session.out.clear()
+        elif session.out:
             self._write(transport, session.out)
-        transport.close()
+        if abort:
+            transport.abort()
+        else:
+            transport.close()
 
     def pause_reading(self, session: Session) -> None:
         if session.transport is not None and not session.transport.is_closing():
@@ -224,6 +249,8 @@ class GatewayServer:
             if batch:
                 self.links.send(shard, batch.take())
         writes = written = 0
+        writer = self.writer
+        pushed = False
         for session in self.core.take_dirty():  # the hot loop: one write per session per pass
             out = session.out
             if not out:
@@ -234,11 +261,43 @@ class GatewayServer:
                 continue
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
-            writes += 1
             written += len(data)
-            transport.write(data)
+            outlet = session.outlet
+            if outlet is None and writer is not None and session.state is IN_ROOM:
+                outlet = self._open_outlet(session, transport)
+            if outlet is not None:
+                writer.push(outlet, data)
+                pushed = True
+                if outlet.queued > self.write_limit:
+                    self.core.on_slow_consumer(session, outlet.queued)
+            else:
+                writes += 1
+                transport.write(data)
+        if pushed:
+            writer.wake()
         self.writes += writes
         self.bytes_out += written
+
+    def _open_outlet(self, session: Session, transport: asyncio.Transport) -> outlets.Outlet | None:
+        """Hand a session's writes to the writer thread, once everything written so far is in the kernel.
+
+        From then on every byte for it goes through its outlet, so nothing overtakes
+        what the transport still held. Sessions in the lobby stay on the transport:
+        an idle connection costs no second fd.
+        """
+        if transport.get_write_buffer_size():
+            return None
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return None
+
+        def failed(why: str) -> None:
+            if not session.closed:
+                log.debug("%ssend failed: %s", logs.ctx(session.id, session.player_id, session.room_id), why)
+                self.core.connection_lost(session)
+
+        outlet = session.outlet = self.writer.open(sock.fileno(), failed)
+        return outlet
 
     def _write(self, transport: asyncio.Transport, out: list[bytes]) -> None:
         data = out[0] if len(out) == 1 else b"".join(out)
@@ -250,15 +309,15 @@ class GatewayServer:
     # ---- figures ----------------------------------------------------------------
     def publish(self) -> None:
         st = self.core.stats
+        writes = self.writes + (self.writer.sends if self.writer is not None else 0)
         rates = self.figures.rates.per_second({
-            "msgs_in": st.chats_in, "deliveries": st.deliveries, "writes": self.writes,
+            "msgs_in": st.chats_in, "deliveries": st.deliveries, "writes": writes,
             "zmq_in": self.links.stats.received, "zmq_out": self.links.stats.sent, "frames_in": st.frames_in,
         })
         members = sum(len(m) for m in self.core.rooms.values())
         lag_window, self.lag_window_ms = self.lag_window_ms, 0.0
         # Unsent bytes in the transports: what clients have not read yet (sampled once a second).
-        buffered = [b for s in self.core.sessions.values()
-                    if s.transport is not None and (b := s.transport.get_write_buffer_size())]
+        buffered = [b for s in self.core.sessions.values() if (b := _unsent(s))]
         self.send_buffer_peak = max(self.send_buffer_peak, sum(buffered))
         self.send_buffer_peak_sessions = max(self.send_buffer_peak_sessions, len(buffered))
         self.snapshot.publish({
@@ -268,6 +327,7 @@ class GatewayServer:
             **self.figures.read(),
             "listen": f"{self.spec.host}:{self.spec.port}",
             "loop": loop_name(self.loop),
+            "writer_mode": "thread" if self.writer is not None else "loop",
             "zmq_bridge": self.links.mode,
             "sessions": len(self.core.sessions),
             "players": len(self.core.players),
@@ -277,7 +337,8 @@ class GatewayServer:
             "incarnation": self.core.incarnation,
             "shards": {str(self.config.shard_ids[k]): h.as_dict(time.monotonic())
                        for k, h in enumerate(self.core.health)},
-            "writes": self.writes,
+            "writes": writes,
+            "writer": self.writer.stats() if self.writer is not None else None,
             "bytes_out": self.bytes_out,
             "send_buffer_bytes": sum(buffered),
             "send_buffer_sessions": len(buffered),
@@ -316,6 +377,13 @@ class GatewayServer:
                 next_publish = now + 1.0
 
 
+def _unsent(session: Session) -> int:
+    """Bytes accepted for a session that the kernel has not taken yet (writer thread or transport)."""
+    if session.outlet is not None:
+        return session.outlet.queued
+    return session.transport.get_write_buffer_size() if session.transport is not None else 0
+
+
 def _outcome(future: asyncio.Future) -> object:
     exc = future.exception()
     return exc if exc is not None else future.result()
@@ -329,7 +397,12 @@ async def serve(config: ClusterConfig, gateway_id: int, node: str = "") -> None:
     # No schema work (the supervisor did it) and no connection yet: a database that is down when the
     # gateway (re)starts makes logins fail with a clear message, not the gateway.
     db = Database(config.db_url, config.db_pool_size, config.scrypt_n)
-    server = GatewayServer(config, gateway_id, loop, db, db_executor, cpu_executor, node)
+    try:
+        server = GatewayServer(config, gateway_id, loop, db, db_executor, cpu_executor, node)
+    except StartupError:
+        db_executor.shutdown(wait=False)
+        cpu_executor.shutdown(wait=False)
+        raise
     server.core.start()  # the first heartbeat goes out before any client traffic
     stop = asyncio.Event()
     _install_stop(loop, stop.set)
@@ -350,8 +423,9 @@ async def serve(config: ClusterConfig, gateway_id: int, node: str = "") -> None:
     server.publish()
     procutil.tune_runtime()
     ticker = loop.create_task(server.ticker())
-    log.info(" gateway %d listening on %s:%d (loop: %s, zmq bridge: %s, %d shards, control http://%s:%d, pid %d)",
-             gateway_id, spec.host, spec.port, loop_name(loop), server.links.mode, len(config.shards),
+    log.info(" gateway %d listening on %s:%d (loop: %s, zmq bridge: %s, writer: %s, %d shards, control http://%s:%d, "
+             "pid %d)", gateway_id, spec.host, spec.port, loop_name(loop), server.links.mode,
+             "thread" if server.writer is not None else "loop", len(config.shards),
              spec.control_host, control.port, os.getpid())
     try:
         await stop.wait()
@@ -364,6 +438,8 @@ async def serve(config: ClusterConfig, gateway_id: int, node: str = "") -> None:
         while server.connections and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         ticker.cancel()
+        if server.writer is not None:
+            server.writer.stop()
         server.links.close()
         control.close()
         db_executor.shutdown(wait=False, cancel_futures=True)

@@ -45,7 +45,7 @@ class Pending:
 class Session:
     __slots__ = (
         "id", "state", "player", "room_id", "room_shard", "pending", "decoder",
-        "out", "dirty", "paused", "transport", "peer", "address", "bucket", "refused_streak",
+        "out", "dirty", "paused", "transport", "outlet", "peer", "address", "bucket", "refused_streak",
     )
 
     def __init__(self, session_id: int, decoder: FrameDecoder, transport: Any = None, peer: str = "") -> None:
@@ -60,6 +60,7 @@ class Session:
         self.dirty = False           # already on the gateway's list of sessions to flush
         self.paused = False          # reading paused while busy
         self.transport = transport
+        self.outlet: Any = None      # gateway/outlets.Outlet once the writer thread writes for it
         self.peer = peer
         self.address = peer.rsplit(":", 1)[0]  # the client's host, for per-address login limits
         self.bucket: TokenBucket | None = None  # the request rate limit, from login on

@@ -22,6 +22,7 @@ LOOPS = {
     "uvloop": ("--loop", "uvloop"),
     "asyncio": ("--loop", "asyncio"),
     "asyncio-thread-bridge": ("--loop", "asyncio", "--zmq-bridge", "thread"),
+    "uvloop-loop-writer": ("--loop", "uvloop", "--writer", "loop"),
 }
 _names = itertools.count()
 
@@ -51,6 +52,7 @@ def test_three_clients_login_create_join_chat_leave_disconnect(cluster_factory, 
     gw = cluster.gateway_status()
     assert gw["loop"] == ("uvloop" if "uvloop" in flags else "SelectorEventLoop")
     assert gw["zmq_bridge"] == ("thread" if "thread" in flags else "reader")
+    assert gw["writer_mode"] == ("loop" if "loop" in flags else "thread")  # the writer thread is the default
     full_flow(cluster)
 
 

@@ -212,8 +212,10 @@ def test_fuzz_10000_frames_while_two_good_clients_chat(cluster):
     wait_for(lambda: cluster.gateway_status()["sessions"] == 2)  # only the good pair is left
 
 
-def test_a_stalled_reader_is_dropped_and_the_room_goes_on(cluster_factory):
-    cluster = cluster_factory(shards=1)
+@pytest.mark.parametrize("writer", ["thread", "loop"])
+def test_a_stalled_reader_is_dropped_and_the_room_goes_on(cluster_factory, writer):
+    cluster = cluster_factory("--writer", writer, shards=1)
+    assert cluster.gateway_status()["writer_mode"] == writer
     talker, listener = WireClient(cluster.host, cluster.port), WireClient(cluster.host, cluster.port)
     assert talker.login(unique("talker")).success and listener.login(unique("listener")).success
     talker.send(pb.C_CREATE_ROOM_REQ(name="busy"))
