@@ -40,8 +40,8 @@ def main() -> None:
 @click.option("--zmq-bridge", type=click.Choice(["auto", "reader", "thread"]), default="auto", show_default=True,
               help="how ZeroMQ joins the gateway's loop (auto: reader; thread where the loop has no add_reader)")
 @click.option("--writer", type=click.Choice(["auto", "thread", "loop"]), default="auto", show_default=True,
-              help="who writes to clients: a writer thread that sends without the GIL (auto, where it is "
-                   "built), or the event loop itself")
+              help="who writes to clients: the event loop (auto), or a writer thread that sends without the "
+                   "GIL (see the README's Performance section)")
 @click.option("--control-port", type=click.IntRange(1, 65535), default=None,
               help="first control (HTTP status) port [default: port+1]; one per process")
 @click.option("--max-members", type=click.IntRange(2, 1000), default=Limits.max_members, show_default=True,

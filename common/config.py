@@ -94,7 +94,7 @@ class ClusterConfig:
     registration: str = "open"          # open | closed
     loop: str = "auto"                  # auto | uvloop | asyncio
     zmq_bridge: str = "auto"            # auto | reader | thread (see common/zmqbridge.py)
-    writer: str = "auto"                # auto | thread | loop: who writes to clients (see gateway/outlets.py)
+    writer: str = "auto"                # auto (= loop) | thread | loop: who writes to clients (see gateway/outlets.py)
     verbose: bool = False
     scrypt_n: int = 1 << 14
     db_pool_size: int = 4

@@ -79,6 +79,9 @@ class Links:
     def send(self, peer: int, data: bytes) -> None:
         raise NotImplementedError
 
+    def take_arrived(self) -> None:
+        """Handle, right now, what the peers have sent that is already here (nothing if this mode cannot)."""
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -159,6 +162,10 @@ class ReaderLinks(Links):
         if not self._drain_scheduled[peer]:  # a send can swallow the fd's edge: look again
             self._drain_scheduled[peer] = True
             self.loop.call_soon(self._drain, peer)
+
+    def take_arrived(self) -> None:
+        for peer in range(len(self.sockets)):
+            self._drain(peer)
 
     def _retry(self) -> None:
         self._retry_handle = None

@@ -37,6 +37,7 @@ log = logging.getLogger("chatcluster.gateway")
 
 DRAIN_SECONDS = 2.0  # on shutdown, how long clients get to read their SHUTTING_DOWN
 LAG_PROBE = 0.02     # seconds between loop-lag samples
+ANSWERS_EVERY = 64   # sessions written between two looks at what the shards sent meanwhile
 
 
 class StartupError(Exception):
@@ -92,8 +93,12 @@ class OffloadTimer:
 
 
 def open_writer(mode: str, loop: asyncio.AbstractEventLoop) -> Writer | None:
-    """The writer thread (thread, or auto where gateway/_sendmany.c is built), or None: the loop writes."""
-    if mode == "loop" or (mode == "auto" and not outlets.available()):
+    """The writer thread (--writer thread), or None: the loop writes (auto, loop).
+
+    auto is the loop: on the 2-core machine the figures come from, the writer
+    thread lost at the seed profile and below (README, Performance).
+    """
+    if mode in ("auto", "loop"):
         return None
     if not outlets.available():
         raise StartupError("--writer thread needs the compiled gateway/_sendmany.c (pip install -e . with a C "
@@ -251,7 +256,12 @@ class GatewayServer:
         writes = written = 0
         writer = self.writer
         pushed = False
-        for session in self.core.take_dirty():  # the hot loop: one write per session per pass
+        take_arrived = self.links.take_arrived if writer is None else None
+        for n, session in enumerate(self.core.take_dirty()):  # the hot loop: one write per session per pass
+            if take_arrived is not None and n and not n % ANSWERS_EVERY:
+                # A write phase of ~500 sessions takes several ms, longer than a shard's round trip:
+                # what the shards answered meanwhile reaches the sessions not yet written in this pass.
+                take_arrived()
             out = session.out
             if not out:
                 continue

@@ -22,7 +22,7 @@ LOOPS = {
     "uvloop": ("--loop", "uvloop"),
     "asyncio": ("--loop", "asyncio"),
     "asyncio-thread-bridge": ("--loop", "asyncio", "--zmq-bridge", "thread"),
-    "uvloop-loop-writer": ("--loop", "uvloop", "--writer", "loop"),
+    "uvloop-writer-thread": ("--loop", "uvloop", "--writer", "thread"),
 }
 _names = itertools.count()
 
@@ -52,7 +52,7 @@ def test_three_clients_login_create_join_chat_leave_disconnect(cluster_factory, 
     gw = cluster.gateway_status()
     assert gw["loop"] == ("uvloop" if "uvloop" in flags else "SelectorEventLoop")
     assert gw["zmq_bridge"] == ("thread" if "thread" in flags else "reader")
-    assert gw["writer_mode"] == ("loop" if "loop" in flags else "thread")  # the writer thread is the default
+    assert gw["writer_mode"] == ("thread" if "--writer" in flags else "loop")  # the loop writes by default
     full_flow(cluster)
 
 
