@@ -51,7 +51,7 @@ def test_three_clients_login_create_join_chat_leave_disconnect(cluster_factory, 
     cluster = cluster_factory(*flags, shards=2)
     gw = cluster.gateway_status()
     assert gw["loop"] == ("uvloop" if "uvloop" in flags else "SelectorEventLoop")
-    assert gw["zmq_bridge"] == ("thread" if "thread" in flags else "reader")
+    assert gw["zmq_bridge"] == ("thread" if "--zmq-bridge" in flags else "reader")
     assert gw["writer_mode"] == ("thread" if "--writer" in flags else "loop")  # the loop writes by default
     full_flow(cluster)
 
