@@ -27,10 +27,28 @@ class SpawnError(RuntimeError):
     """The cluster did not start; the message carries its log."""
 
 
+def _below_ephemeral(count: int) -> tuple[int, int]:
+    """Where to look for listening ports: below the kernel's ephemeral range where it leaves room.
+
+    A port inside that range can be taken as the source port of one of our own
+    connections to it before anything listens there: a TCP self-connect, which
+    answers a readiness probe with its own request (seen in CI).
+    """
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 49152  # the IANA dynamic range, Windows' and macOS' default
+    if low - count > 10000:
+        return 10000, low - count
+    return 20000, 60000 - count
+
+
 def free_port_block(count: int, host: str = "127.0.0.1") -> int:
     """A base port such that base..base+count-1 are all free on host."""
+    first, last = _below_ephemeral(count)
     for _ in range(200):
-        base = random.randint(20000, 60000 - count)
+        base = random.randint(first, last)
         socks = []
         try:
             for port in range(base, base + count):

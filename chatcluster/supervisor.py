@@ -8,6 +8,7 @@ even a `kill -9` of `chatctl up` leaves no orphan.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -87,7 +88,7 @@ class Supervisor:
     def _answers(child: Child) -> bool:
         try:
             return fetch_status(child.control, timeout=0.5).get("pid") == child.proc.pid
-        except (OSError, ValueError):
+        except (OSError, ValueError, http.client.HTTPException):  # not up yet, or not our process answering
             return False
 
     def request_stop(self) -> None:

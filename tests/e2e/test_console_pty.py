@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -16,6 +15,8 @@ from collections.abc import Callable, Iterator
 
 import pexpect
 import pytest
+
+from chatcluster.spawn import free_port_block
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -29,9 +30,8 @@ CLIENT_ENV = {
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, outside the ephemeral range (no self-connect)."""
+    return free_port_block(1)
 
 
 def client_argv(address: tuple[str, int], *extra: str) -> list[str]:
