@@ -28,7 +28,7 @@ COUNTERS = frozenset({
     # gateway
     "accepted", "closed", "logins", "login_failures", "logins_refused_busy", "replaced", "protocol_errors",
     "bad_requests", "chats_in", "bcast_in", "deliveries", "frames_out", "errors_sent", "slow_consumers",
-    "timeouts", "shard_errors", "undone", "writes", "bytes_out",
+    "timeouts", "shard_errors", "undone", "writes", "bytes_out", "mid_pass_answers",
     # shard
     "chats", "refused", "rooms_created", "rooms_closed", "zmq_in", "envelopes", "bad_batches", "zmq_unroutable",
     # nested

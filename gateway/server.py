@@ -163,6 +163,7 @@ class GatewayServer:
         self.connections = 0  # transports not yet closed (a closing one still drains its buffer)
         self.writes = 0
         self.bytes_out = 0
+        self.mid_pass_answers = 0  # write phases that took in shard answers before they ended
         self.bytes_in = 0
         self.offload_timers = {DB: OffloadTimer(), CPU: OffloadTimer()}
         self.lag_max_ms = 0.0     # since start
@@ -261,7 +262,10 @@ class GatewayServer:
             if take_arrived is not None and n and not n % ANSWERS_EVERY:
                 # A write phase of ~500 sessions takes several ms, longer than a shard's round trip:
                 # what the shards answered meanwhile reaches the sessions not yet written in this pass.
+                before = self.links.stats.received
                 take_arrived()
+                if self.links.stats.received != before:
+                    self.mid_pass_answers += 1
             out = session.out
             if not out:
                 continue
@@ -348,6 +352,7 @@ class GatewayServer:
             "shards": {str(self.config.shard_ids[k]): h.as_dict(time.monotonic())
                        for k, h in enumerate(self.core.health)},
             "writes": writes,
+            "mid_pass_answers": self.mid_pass_answers,
             "writer": self.writer.stats() if self.writer is not None else None,
             "bytes_out": self.bytes_out,
             "send_buffer_bytes": sum(buffered),
