@@ -111,8 +111,9 @@ def _run_node(config_file: Path, role: str, node_id: str, verbose: bool) -> int:
 
     config = ClusterConfig.load(config_file)
     config.verbose = config.verbose or verbose
-    if os.environ.get(SUPERVISED_ENV):
-        procutil.die_with_parent()
+    supervisor = os.environ.get(SUPERVISED_ENV, "")
+    if supervisor:
+        procutil.die_with_parent(int(supervisor) if supervisor.isdigit() else None)
     if role == "gateway" and node_id == "auto":
         import socket
 

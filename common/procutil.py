@@ -22,14 +22,20 @@ def set_parent_death_signal(sig: int = signal.SIGTERM) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int | None = None) -> None:
     """Make sure this child never outlives the supervisor that started it.
 
     On Linux the kernel sends SIGTERM when the parent dies (prctl
     PR_SET_PDEATHSIG); elsewhere a watchdog thread notices the parent pid
     change. Either way a `kill -9` of `chatctl up` leaves no orphan behind.
+
+    parent: the pid of the process that started us, as it told us. Without
+    it, a supervisor that died before this call (CI saw one crash during
+    start-up) would look like our parent already changed to init, and the
+    child would watch the wrong pid forever.
     """
-    parent = os.getppid()
+    if parent is None:
+        parent = os.getppid()
     set_parent_death_signal()
     if os.getppid() != parent:  # died before prctl took effect
         os.kill(os.getpid(), signal.SIGTERM)
