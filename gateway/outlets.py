@@ -27,15 +27,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 import select
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-
-log = logging.getLogger("chatcluster.gateway")
 
 try:
     from chatcluster.gateway._sendmany import send_many

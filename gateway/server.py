@@ -174,6 +174,10 @@ class GatewayServer:
         self.figures = procutil.ProcessFigures()
         self.write_limit = config.limits.write_buffer  # unsent bytes a session may hold before it is dropped
 
+    @property
+    def writer_mode(self) -> str:
+        return "thread" if self.writer is not None else "loop"
+
     # ---- GatewayIO ------------------------------------------------------------
     def to_shard(self, shard: int, kind: int, payload: bytes) -> None:
         self.batches[shard].add(kind, payload)
@@ -341,7 +345,7 @@ class GatewayServer:
             **self.figures.read(),
             "listen": f"{self.spec.host}:{self.spec.port}",
             "loop": loop_name(self.loop),
-            "writer_mode": "thread" if self.writer is not None else "loop",
+            "writer_mode": self.writer_mode,
             "zmq_bridge": self.links.mode,
             "sessions": len(self.core.sessions),
             "players": len(self.core.players),
@@ -440,7 +444,7 @@ async def serve(config: ClusterConfig, gateway_id: int, node: str = "") -> None:
     ticker = loop.create_task(server.ticker())
     log.info(" gateway %d listening on %s:%d (loop: %s, zmq bridge: %s, writer: %s, %d shards, control http://%s:%d, "
              "pid %d)", gateway_id, spec.host, spec.port, loop_name(loop), server.links.mode,
-             "thread" if server.writer is not None else "loop", len(config.shards),
+             server.writer_mode, len(config.shards),
              spec.control_host, control.port, os.getpid())
     try:
         await stop.wait()

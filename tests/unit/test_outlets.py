@@ -26,9 +26,7 @@ if os.environ.get("CI") and not outlets.available():  # on CI the extension must
 
 @pytest.fixture
 def writer():
-    calls: list = []
-    w = Writer(lambda fn, *args: calls.append((fn, args)) or fn(*args))
-    w.calls_posted = calls
+    w = Writer(lambda fn, *args: fn(*args))  # what call_soon_threadsafe would run later, run at once
     yield w
     w.stop()
 
