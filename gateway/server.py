@@ -440,7 +440,7 @@ async def serve(config: ClusterConfig, gateway_id: int, node: str = "") -> None:
         raise StartupError(f"cannot open the control port {spec.control_bind_host}:{spec.control_port}: "
                            f"{exc.strerror or exc}") from exc
     server.publish()
-    procutil.tune_runtime()
+    procutil.tune_runtime(server.figures.gc)
     ticker = loop.create_task(server.ticker())
     log.info(" gateway %d listening on %s:%d (loop: %s, zmq bridge: %s, writer: %s, %d shards, control http://%s:%d, "
              "pid %d)", gateway_id, spec.host, spec.port, loop_name(loop), server.links.mode,

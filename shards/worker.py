@@ -98,7 +98,7 @@ class ShardWorker:
         self._publish()
         log.info(" shard %d serving on %s (control http://%s:%d, pid %d)", self.shard_id, bind,
                  self.spec.control_bind_host, control.port, os.getpid())
-        procutil.tune_runtime()
+        procutil.tune_runtime(self.figures.gc)
         next_status = last_turn = time.monotonic() + 1.0
         wait_ms = 0
         try:
