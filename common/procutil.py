@@ -83,7 +83,7 @@ def tune_runtime(gc_watch: GcWatch, switch_interval: float = 0.0005) -> None:
       short-lived objects that reference counting frees anyway.
 
     From here on `gc_watch` counts pauses as pauses of a serving process: the
-    collection of start-up itself (30-110 ms here) served no one.
+    collection of start-up itself (tens of ms) served no one.
     """
     sys.setswitchinterval(switch_interval)
     gc.collect()
