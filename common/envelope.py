@@ -15,6 +15,7 @@ from enum import IntEnum
 
 from google.protobuf.message import Message
 
+from chatcluster.common.errors import PeerError
 from chatcluster.proto import cluster_pb2
 
 ITEM = struct.Struct("<BI")
@@ -55,8 +56,8 @@ PAYLOAD_TYPES: dict[int, type[Message]] = {
 }
 
 
-class EnvelopeError(ValueError):
-    """A batch that does not parse: a bug or a foreign peer, never a client's doing."""
+class EnvelopeError(PeerError):
+    """A batch that does not parse: a peer of another version or a foreign process, never a client's doing."""
 
 
 class Batch:

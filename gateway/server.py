@@ -23,6 +23,7 @@ from chatcluster.common import logs, procutil
 from chatcluster.common.config import ClusterConfig
 from chatcluster.common.control import ControlServer, Snapshot
 from chatcluster.common.envelope import Batch
+from chatcluster.common.errors import StartupError
 from chatcluster.common.storage import CPU, DB, Database, LoginResult, login_steps
 from chatcluster.common.zmqbridge import Links, open_links
 from chatcluster.gateway import outlets
@@ -39,9 +40,6 @@ DRAIN_SECONDS = 2.0  # on shutdown, how long clients get to read their SHUTTING_
 LAG_PROBE = 0.02     # seconds between loop-lag samples
 ANSWERS_EVERY = 64   # sessions written between two looks at what the shards sent meanwhile
 
-
-class StartupError(Exception):
-    """The process cannot start (a port is taken, say): one clear line, no traceback."""
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:

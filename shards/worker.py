@@ -20,6 +20,7 @@ from chatcluster.common import logs, procutil
 from chatcluster.common.config import ClusterConfig
 from chatcluster.common.control import ControlServer, Snapshot
 from chatcluster.common.envelope import EnvelopeError, iter_items, parse
+from chatcluster.common.errors import StartupError
 from chatcluster.common.storage import Database
 from chatcluster.common.zmqbridge import HWM, LinkStats, SendQueue
 from chatcluster.shards.chatlog import ChatLog, RotatingLines
@@ -31,9 +32,6 @@ log = logging.getLogger("chatcluster.shard")
 DRAIN_BUDGET = 512
 STATUS_ROOM_IDS = 1000  # room ids listed in /status (enough to see who owns what)
 
-
-class StartupError(Exception):
-    """The shard cannot start (its endpoint or control port is taken): one clear line."""
 
 
 class ShardWorker:
