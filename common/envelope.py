@@ -1,8 +1,11 @@
 """Gateway <-> shard envelopes, several to one ZeroMQ message.
 
 A ZeroMQ message between a gateway and a shard is a batch: a sequence of
-`[u8 kind][u32 length LE][payload]` items, each payload one message of
-proto/cluster.proto. Batching is what lets a busy gateway send one ZeroMQ
+`[u8 kind][u32 length LE][payload]` items. Each payload is one message of
+proto/cluster.proto, except the two kinds every chat takes (CHAT and
+DELIVER): those have a fixed little-endian header followed by the bytes the
+gateway or the shard passes on untouched, so the hot path builds and cuts
+them with one struct call and no protobuf object. Batching is what lets a busy gateway send one ZeroMQ
 message per shard per event-loop pass instead of one per chat, and a shard
 one message per gateway per wake-up instead of one per broadcast.
 """
@@ -19,6 +22,9 @@ from chatcluster.common.errors import PeerError
 from chatcluster.proto import cluster_pb2
 
 ITEM = struct.Struct("<BI")
+CHAT_HEAD = struct.Struct("<QQ")      # room_id, session
+DELIVER_HEAD = struct.Struct("<QQQ")  # room_id, except_session (0: nobody), seq (0: a notice)
+_CHAT_ITEM = struct.Struct("<BIQQ")   # ITEM and CHAT_HEAD in one call
 
 
 class Kind(IntEnum):
@@ -26,7 +32,7 @@ class Kind(IntEnum):
     CREATE = 1
     JOIN = 2
     LEAVE = 3
-    CHAT = 4
+    CHAT = 10       # fixed header (CHAT_HEAD), then the client's C_ROOM_CHAT_REQ body
     LIST = 5
     HELLO = 6  # both ways
     REBUILD = 7
@@ -34,7 +40,7 @@ class Kind(IntEnum):
     RELEASE = 9
     # shard -> gateway
     REPLY = 16
-    DELIVER = 17
+    DELIVER = 20    # fixed header (DELIVER_HEAD), then the client frame to pass on
     ROOMS = 18
     KICK = 19
 
@@ -43,7 +49,6 @@ PAYLOAD_TYPES: dict[int, type[Message]] = {
     Kind.CREATE: cluster_pb2.CreateRoom,
     Kind.JOIN: cluster_pb2.JoinRoom,
     Kind.LEAVE: cluster_pb2.LeaveRoom,
-    Kind.CHAT: cluster_pb2.ChatIn,
     Kind.LIST: cluster_pb2.ListRooms,
     Kind.HELLO: cluster_pb2.Hello,
     Kind.REBUILD: cluster_pb2.Rebuild,
@@ -51,7 +56,6 @@ PAYLOAD_TYPES: dict[int, type[Message]] = {
     Kind.RELEASE: cluster_pb2.Release,
     Kind.KICK: cluster_pb2.Kick,
     Kind.REPLY: cluster_pb2.Reply,
-    Kind.DELIVER: cluster_pb2.Deliver,
     Kind.ROOMS: cluster_pb2.RoomList,
 }
 
@@ -74,8 +78,11 @@ class Batch:
         self._parts.append(payload)
         self.count += 1
 
-    def add_message(self, kind: int, message: Message) -> None:
-        self.add(kind, message.SerializeToString())
+    def add_chat(self, room_id: int, session: int, body: bytes) -> None:
+        """A CHAT envelope: the client's body goes on unparsed, behind a fixed header."""
+        self._parts.append(_CHAT_ITEM.pack(Kind.CHAT, CHAT_HEAD.size + len(body), room_id, session))
+        self._parts.append(body)
+        self.count += 1
 
     def take(self) -> bytes:
         data = b"".join(self._parts)
@@ -100,6 +107,27 @@ def iter_items(data: bytes) -> Iterator[tuple[int, bytes]]:
             raise EnvelopeError(f"envelope of {length} bytes overruns the batch at byte {pos}")
         yield kind, data[pos:pos + length]
         pos += length
+
+
+def pack_deliver(room_id: int, except_session: int, seq: int, frame: bytes) -> bytes:
+    """A DELIVER payload: one client frame for every local member of the room but except_session."""
+    return DELIVER_HEAD.pack(room_id, except_session, seq) + frame
+
+
+def unpack_deliver(payload: bytes) -> tuple[int, int, int, bytes]:
+    """(room_id, except_session, seq, frame) of a DELIVER payload."""
+    if len(payload) < DELIVER_HEAD.size:
+        raise EnvelopeError(f"DELIVER of {len(payload)} bytes is shorter than its header")
+    room_id, except_session, seq = DELIVER_HEAD.unpack_from(payload)
+    return room_id, except_session, seq, payload[DELIVER_HEAD.size:]
+
+
+def unpack_chat(payload: bytes) -> tuple[int, int, bytes]:
+    """(room_id, session, body) of a CHAT payload."""
+    if len(payload) < CHAT_HEAD.size:
+        raise EnvelopeError(f"CHAT of {len(payload)} bytes is shorter than its header")
+    room_id, session = CHAT_HEAD.unpack_from(payload)
+    return room_id, session, payload[CHAT_HEAD.size:]
 
 
 def parse(kind: int, payload: bytes) -> Message:
