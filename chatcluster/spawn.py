@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from chatcluster.common.config import RUN_FILE, ClusterConfig
-from chatcluster.supervisor import fetch_status
+from chatcluster.common.control import fetch_status
 
 READY_LINE = "is up"  # what `chatctl up` prints once every process answers
 

@@ -12,7 +12,7 @@ from rich.live import Live
 from rich.table import Table
 
 from chatcluster.common.config import ClusterConfig
-from chatcluster.supervisor import fetch_status
+from chatcluster.common.control import fetch_status
 
 
 def collect(config: ClusterConfig) -> list[dict[str, Any]]:

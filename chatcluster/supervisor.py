@@ -9,18 +9,17 @@ even a `kill -9` of `chatctl up` leaves no orphan.
 from __future__ import annotations
 
 import http.client
-import json
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from chatcluster.common.config import ClusterConfig
+from chatcluster.common.control import fetch_status
 
 log = logging.getLogger("chatcluster.supervisor")
 
@@ -133,9 +132,3 @@ class Supervisor:
 
     def pids(self) -> dict[str, int]:
         return {c.name: c.proc.pid for c in self.children if c.proc is not None}
-
-
-def fetch_status(control: tuple[str, int], timeout: float = 1.0) -> dict:
-    host, port = control
-    with urllib.request.urlopen(f"http://{host}:{port}/status", timeout=timeout) as resp:
-        return json.loads(resp.read())

@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -23,6 +24,17 @@ from typing import Any
 log = logging.getLogger("chatcluster.control")
 
 STALL_SECONDS = 5.0
+
+
+def fetch_status(control: tuple[str, int], timeout: float = 1.0) -> dict[str, Any]:
+    """The /status snapshot of the process at `control` (host, port): the client side of this endpoint.
+
+    Raises OSError while nothing answers there and ValueError if something else does; callers
+    that probe a process still starting treat both as "not up yet".
+    """
+    host, port = control
+    with urllib.request.urlopen(f"http://{host}:{port}/status", timeout=timeout) as resp:
+        return json.loads(resp.read())
 
 
 class Snapshot:

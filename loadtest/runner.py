@@ -16,8 +16,8 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Protocol
 
+from chatcluster.common.control import fetch_status
 from chatcluster.spawn import SpawnedCluster, SpawnError
-from chatcluster.supervisor import fetch_status
 
 from .kpi import Aggregator
 from .profile import Profile, auto_procs

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from chatcluster.common.config import RUN_FILE, ClusterConfig
+from chatcluster.common.control import fetch_status
 from chatcluster.common.frames import MAX_FRAME, SERVER_IDS, FrameDecoder, decode_body, encode
 from chatcluster.proto import chat_pb2 as pb
-from chatcluster.supervisor import fetch_status
 
 
 class Client(asyncio.Protocol):

@@ -8,9 +8,9 @@ import pytest
 from chatwire import WireClient
 from test_cluster_flow import unique, wait_for
 
+from chatcluster.common.control import fetch_status
 from chatcluster.common.frames import ErrorCode
 from chatcluster.proto import chat_pb2 as pb
-from chatcluster.supervisor import fetch_status
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT spreading is Linux's")]

@@ -29,10 +29,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from chatwire import WireClient  # noqa: E402
 
+from chatcluster.common.control import fetch_status  # noqa: E402
 from chatcluster.common.frames import ErrorCode  # noqa: E402
 from chatcluster.common.hashing import owner  # noqa: E402
 from chatcluster.proto import chat_pb2 as pb  # noqa: E402
-from chatcluster.supervisor import fetch_status  # noqa: E402
 
 pytestmark = pytest.mark.netns
 CLONE_NEWNET = 0x40000000
