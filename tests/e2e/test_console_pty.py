@@ -1,6 +1,6 @@
 """End-to-end: the console client in real pseudo-terminals (pexpect) and with piped stdin, against a real server.
 
-The clients run as `python -m chatcluster.console` against a real cluster
+The clients run as `python -m chatcluster client` (that is, `chatctl client`) against a real cluster
 (the chat_server and stop_chat_server fixtures of tests/conftest.py).
 """
 
@@ -35,7 +35,7 @@ def free_port() -> int:
 
 
 def client_argv(address: tuple[str, int], *extra: str) -> list[str]:
-    return ["-m", "chatcluster.console", "--host", address[0], "--port", str(address[1]), *extra]
+    return ["-m", "chatcluster", "client", "--host", address[0], "--port", str(address[1]), *extra]
 
 
 @pytest.fixture
