@@ -1,9 +1,9 @@
-"""The console client's wording: how the server's messages and the menus read on screen.
+"""How the server's messages read on the console: banners, lists, chat lines, errors.
 
-Pure functions of protobuf messages, kept apart from the state machine
-(console_view.py) so that a change of wording never touches a decision. All
-text that other users wrote (names, room names, chat, server messages) goes
-through :func:`printable` before it reaches a line.
+Pure functions of protobuf messages, apart from the state machine
+(console_view.py) so that it reads as decisions, not layout. Text that other
+users wrote (names, room names, chat, server messages) reaches a line only
+through :func:`printable`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from collections.abc import Mapping
 
 from chatcluster.proto import chat_pb2
 
-MENU_PROMPT = "[create room: 1] [join room: 2] [list rooms: 3] [quit: q] -> "
 ROOM_HELP = (
     "Commands: /exit leaves the room, /members lists who is here, /quit quits, /help shows this. "
     "Anything else is sent to the room."
@@ -83,6 +82,6 @@ def error_line(err: chat_pb2.S_ERROR) -> str:
 
 
 __all__ = [
-    "MENU_PROMPT", "ROOM_HELP", "chat_line", "error_line", "error_name", "member_lines", "printable", "refusal",
+    "ROOM_HELP", "chat_line", "error_line", "error_name", "member_lines", "printable", "refusal",
     "room_entered_lines", "room_list_lines",
 ]

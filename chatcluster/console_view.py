@@ -29,7 +29,6 @@ from chatcluster.common.frames import (
     decode_body,
 )
 from chatcluster.console_text import (
-    MENU_PROMPT,
     ROOM_HELP,
     chat_line,
     error_line,
@@ -67,6 +66,7 @@ class Step:
     send: Message | None = None
 
 
+MENU_PROMPT = "[create room: 1] [join room: 2] [list rooms: 3] [quit: q] -> "
 PROMPTS = {
     Stage.NAME: "Player name: ",
     Stage.PASSWORD: "Password: ",
@@ -421,4 +421,4 @@ class ConsoleView:
     }
 
 
-__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "PROMPTS", "ConsoleView", "Stage", "Step"]
+__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "MENU_PROMPT", "PROMPTS", "ConsoleView", "Stage", "Step"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from chatcluster.common.frames import MAX_CLIENT_FRAME, MsgId, encode
-from chatcluster.console_text import MENU_PROMPT, error_name, printable
-from chatcluster.console_view import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, ConsoleView, Stage
+from chatcluster.console_text import error_name, printable
+from chatcluster.console_view import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, MENU_PROMPT, ConsoleView, Stage
 from chatcluster.proto import chat_pb2
 
 
