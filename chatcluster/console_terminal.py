@@ -163,7 +163,6 @@ class TerminalInput:
             return None
 
 
-
 def stdin_is_terminal() -> bool:
     """True when a person types (a TTY); False for a pipe, a file or no stdin at all."""
     return sys.stdin is not None and sys.stdin.isatty()
