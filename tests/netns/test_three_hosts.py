@@ -14,6 +14,7 @@ refuses, the test is skipped and says why.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import secrets
 import shutil
@@ -28,6 +29,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from chatwire import WireClient  # noqa: E402
+from waiting import wait_for  # noqa: E402
 
 from chatcluster.common.control import fetch_status  # noqa: E402
 from chatcluster.common.frames import ErrorCode  # noqa: E402
@@ -36,6 +38,9 @@ from chatcluster.proto import chat_pb2 as pb  # noqa: E402
 
 pytestmark = pytest.mark.netns
 CLONE_NEWNET = 0x40000000
+
+# Over links that start, are cut and come back, a connection that fails means "not yet".
+wait = functools.partial(wait_for, tolerate=(OSError,))
 
 
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -149,20 +154,6 @@ control_port = 7801
 """
 
 
-def wait(probe: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = probe()
-        except OSError:
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def test_gateway_and_shards_on_three_hosts_and_a_cut_link(hosts, tmp_path):
     config = tmp_path / "cluster.toml"
     config.write_text(CONFIG.format(data=tmp_path, **hosts.addr))
@@ -213,7 +204,9 @@ def test_gateway_and_shards_on_three_hosts_and_a_cut_link(hosts, tmp_path):
         assert err.code == ErrorCode.UNAVAILABLE and time.monotonic() - started < 1.0
         bob.chat("C is fine")
         assert bob.expect(pb.S_ROOM_CHAT_NTF).seq == 2
-        time.sleep(3.5)  # long enough for shard 0 to give the silent gateway up (5 s) and drop its sessions
+        # meanwhile shard 0, hearing nothing from the gateway, gives it up and drops its sessions (seen from B itself)
+        wait(lambda: hosts.inside("B", lambda: fetch_status((hosts.addr["B"], 7800)))["gateway_timeouts"] >= 1, 15,
+             "shard 0 to give the silent gateway up")
 
         # restore: service resumes without restarting anything
         ip("link", "set", hosts.veth["B"], "up")
@@ -231,9 +224,8 @@ def test_gateway_and_shards_on_three_hosts_and_a_cut_link(hosts, tmp_path):
                     return False
 
         wait(chat_goes_through, 15, "chat in B's room to go through again")
-        # shard 0 gave the gateway up while cut off, and took its rooms back after (its /status lags up to 1 s)
-        wait(lambda: (s := fetch_status((hosts.addr["B"], 7800)))["gateway_timeouts"] >= 1 and s["rooms_rebuilt"],
-             5, "shard 0 to report the drop and the rebuild")
+        # having given the gateway up while cut off, shard 0 took its rooms back after (its /status lags up to 1 s)
+        wait(lambda: fetch_status((hosts.addr["B"], 7800))["rooms_rebuilt"], 5, "shard 0 to report the rebuild")
         assert all(p.poll() is None for p in procs), "a process exited"
     finally:
         for p in procs:
