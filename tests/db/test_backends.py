@@ -7,10 +7,10 @@ Each test runs against a scratch database on the real servers of this machine
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from conftest import kill_connections, refuse_connections
+from waiting import wait_for
 
 from chatcluster.common.storage import Database, open_database
 from chatcluster.common.storage import database as database_module
@@ -134,26 +134,18 @@ def test_a_dead_connection_is_replaced(db, db_url):
 def test_chat_log_holds_the_backlog_while_the_database_is_down(db, db_url, tmp_path):
     log = ChatLog(db, RotatingLines(tmp_path / "shard-0.log"), max_backlog=500)
     log.append(1, 1, 1, "before", 1)
-    wait_until(lambda: log.stats()["db_rows"] == 1)
+    wait_for(lambda: log.stats()["db_rows"] == 1, 10)
     refuse_connections(db_url, True)
     try:
         for seq in range(2, 702):
             log.append(1, seq, 1, f"during {seq}", seq)
-        wait_until(lambda: log.stats()["db_errors"] > 0 and log.stats()["file_lines"] == 701)
+        wait_for(lambda: log.stats()["db_errors"] > 0 and log.stats()["file_lines"] == 701, 10)
         stats = log.stats()
         assert stats["db_rows"] == 1 and stats["backlog"] == 500 and stats["db_dropped"] == 200
     finally:
         refuse_connections(db_url, False)
-    wait_until(lambda: log.stats()["backlog"] == 0, timeout=15)
+    wait_for(lambda: log.stats()["backlog"] == 0, 15)
     assert log.close()
     summary = db.chat_summary()
     assert summary[1][0] == 501  # everything kept for the database got there; the 200 past the bound are counted
     assert len((tmp_path / "shard-0.log").read_text().splitlines()) == 701  # and all are in the file
-
-
-# ---- helpers ------------------------------------------------------------------------------------
-def wait_until(probe, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)

@@ -12,6 +12,7 @@ import time
 
 import pytest
 from chatwire import AsyncWire, WireClient
+from waiting import wait_for
 
 from chatcluster.common.frames import HEADER, ErrorCode
 from chatcluster.common.hashing import owner
@@ -30,17 +31,6 @@ _names = itertools.count()
 
 def unique(prefix: str) -> str:
     return f"{prefix}{next(_names)}-{int(time.time() * 1000) % 100000}"
-
-
-def wait_for(probe, timeout: float = 5.0):
-    """probe()'s first truthy value, polling until timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value or time.monotonic() > deadline:
-            assert value, "condition not reached in time"
-            return value
-        time.sleep(0.1)
 
 
 def players(members) -> list[tuple[int, str]]:

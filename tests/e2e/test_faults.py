@@ -8,7 +8,8 @@ import time
 
 import pytest
 from chatwire import WireClient, pair_in_room
-from test_cluster_flow import unique, wait_for
+from test_cluster_flow import unique
+from waiting import wait_for
 
 from chatcluster.common.frames import ErrorCode
 from chatcluster.common.hashing import owner

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 from chatwire import WireClient
-from test_cluster_flow import unique, wait_for
+from test_cluster_flow import unique
+from waiting import wait_for
 
 from chatcluster.common.control import fetch_status
 from chatcluster.common.frames import ErrorCode

@@ -11,7 +11,8 @@ import pytest
 from chatwire import WireClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_cluster_flow import unique, wait_for
+from test_cluster_flow import unique
+from waiting import wait_for
 
 from chatcluster.common.frames import HEADER, ErrorCode, MsgId, encode
 from chatcluster.proto import chat_pb2 as pb
@@ -21,6 +22,8 @@ pytestmark = pytest.mark.e2e
 
 class GoodPair:
     """Two well-behaved players chatting in one room in the background, checking everything they get."""
+
+    ENOUGH = 10  # messages the pair exchanges at least
 
     def __init__(self, cluster) -> None:
         self.a, self.b = WireClient(cluster.host, cluster.port), WireClient(cluster.host, cluster.port)
@@ -54,13 +57,15 @@ class GoodPair:
         self.thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:  # the pair goes on until it has chatted enough to have noticed what the block did
+            wait_for(lambda: self.sent > self.ENOUGH or not self.thread.is_alive(), 10, "the good pair to chat")
         self.stop.set()
         self.thread.join(10)
 
     def check(self) -> None:
         assert not self.errors, self.errors[:3]
-        assert self.sent > 10
+        assert self.sent > self.ENOUGH
 
 
 def raw(cluster) -> socket.socket:
@@ -98,11 +103,13 @@ def test_malformed_frames_close_only_that_connection(cluster):
                 got, closed = answer_and_close(bad)
                 errors = [m for m in got if isinstance(m, pb.S_ERROR)]
                 assert closed and errors and errors[-1].code == code, (what, got)
-        # a truncated frame then close: nothing to answer, and nothing breaks
+        # a truncated frame then close: nothing to answer, and nothing breaks. Only our sending side
+        # closes (the server sees the same end of stream), so we can see the server let go in turn.
         s = raw(cluster)
         s.sendall(encode(pb.C_LOGIN_REQ(name=unique("trunc"), password="pw"))[:7])
+        s.shutdown(socket.SHUT_WR)
+        assert s.recv(1) == b"", "the server answered a truncated frame"
         s.close()
-        time.sleep(0.5)
     good.check()
 
 
@@ -160,9 +167,11 @@ class Fuzzer:
     def __init__(self, cluster) -> None:
         self.cluster = cluster
         self.frames = 0
+        self.connections = 0
 
     def send(self, login_first: bool, batch: list[bytes]) -> None:
         s = raw(self.cluster)
+        self.connections += 1
         try:
             if login_first:
                 s.sendall(encode(pb.C_LOGIN_REQ(name=unique("fz"), password="pw")))
@@ -194,11 +203,13 @@ def test_fuzz_10000_frames_while_two_good_clients_chat(cluster):
             fuzzer.send(login_first, batch)
 
     with GoodPair(cluster) as good:
-        time.sleep(0.5)
-        rss_before = cluster.gateway_status()["rss_bytes"]
+        # /status is published once a second: wait for the snapshots that show the moments we compare
+        rss_before = wait_for(lambda: (g := cluster.gateway_status())["sessions"] == 2 and g)["rss_bytes"]
         fuzz()
-        time.sleep(1.5)
-        rss_after = cluster.gateway_status()["rss_bytes"]
+        # every fuzzing connection has come and gone: only the good pair is left
+        after = wait_for(lambda: (g := cluster.gateway_status())["accepted"] >= 2 + fuzzer.connections
+                         and g["sessions"] == 2 and g)
+        rss_after = after["rss_bytes"]
     good.check()
     assert fuzzer.frames >= 10_000
     # nobody crashed or was restarted
@@ -209,7 +220,6 @@ def test_fuzz_10000_frames_while_two_good_clients_chat(cluster):
     grown = (rss_after - rss_before) / 1e6
     print(f"fuzz: {fuzzer.frames} frames; good pair exchanged {good.sent} messages; gateway RSS {grown:+.1f} MB")
     assert grown < 30
-    wait_for(lambda: cluster.gateway_status()["sessions"] == 2)  # only the good pair is left
 
 
 @pytest.mark.parametrize("writer", ["thread", "loop"])

@@ -11,7 +11,8 @@ import urllib.request
 
 import pytest
 from chatwire import WireClient
-from test_cluster_flow import unique, wait_for
+from test_cluster_flow import unique
+from waiting import wait_for
 
 from chatcluster.proto import chat_pb2 as pb
 

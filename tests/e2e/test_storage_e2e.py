@@ -10,7 +10,8 @@ import time
 import pytest
 from chatwire import AsyncWire, WireClient, pair_in_room
 from conftest import refuse_connections
-from test_cluster_flow import full_flow, unique, wait_for
+from test_cluster_flow import full_flow, unique
+from waiting import wait_for
 
 from chatcluster.common.storage import Database
 from chatcluster.proto import chat_pb2 as pb

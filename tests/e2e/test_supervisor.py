@@ -8,7 +8,8 @@ import time
 
 import pytest
 from chatwire import WireClient
-from test_cluster_flow import unique, wait_for
+from test_cluster_flow import unique
+from waiting import wait_for
 
 from chatcluster.common.frames import ErrorCode
 from chatcluster.proto import chat_pb2 as pb

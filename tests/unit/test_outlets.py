@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
 
 import pytest
+from waiting import wait_for
 
 from chatcluster.gateway import outlets
 from chatcluster.gateway.outlets import Writer
@@ -48,14 +48,6 @@ def read_exactly(sock: socket.socket, n: int, timeout: float = 5.0) -> bytes:
             break
         data += chunk
     return bytes(data)
-
-
-def wait_for(cond, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.005)
 
 
 def test_send_many_reports_bytes_and_errors():
