@@ -27,13 +27,16 @@ class ConnectionPool:
         size: int,
         is_disconnect: Callable[[BaseException], bool],
         acquire_timeout: float = 10.0,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
+        """`clock` times the waits for a connection (and what is left of acquire_timeout); tests pass their own."""
         if size < 1:
             raise ValueError("pool size must be at least 1")
         self._connect = connect
         self._is_disconnect = is_disconnect
         self.size = size
         self.acquire_timeout = acquire_timeout
+        self._clock = clock
         self._idle: list[Any] = []
         self._open = 0
         self._cond = threading.Condition()
@@ -42,6 +45,7 @@ class ConnectionPool:
         self.in_use = 0
         self.acquires = 0
         self.waits = 0
+        self.waiting = 0  # callers blocked for a connection right now
         self.wait_total = 0.0
         self.wait_max = 0.0
         self.queries = 0
@@ -68,7 +72,7 @@ class ConnectionPool:
             self._release(conn, failed, broken)
 
     def _acquire(self) -> Any:
-        start = time.perf_counter()
+        start = self._clock()
         waited = False
         with self._cond:
             while True:
@@ -82,14 +86,18 @@ class ConnectionPool:
                     conn = None
                     break
                 waited = True
-                remaining = self.acquire_timeout - (time.perf_counter() - start)
-                timed_out = remaining <= 0 or not self._cond.wait(remaining)
+                remaining = self.acquire_timeout - (self._clock() - start)
+                self.waiting += 1
+                try:
+                    timed_out = remaining <= 0 or not self._cond.wait(remaining)
+                finally:
+                    self.waiting -= 1
                 if timed_out and not self._idle and self._open >= self.size:
                     raise PoolTimeout(f"no database connection free within {self.acquire_timeout:.1f} s")
             self.in_use += 1
             self.acquires += 1
             if waited:
-                elapsed = time.perf_counter() - start
+                elapsed = self._clock() - start
                 self.waits += 1
                 self.wait_total += elapsed
                 self.wait_max = max(self.wait_max, elapsed)
@@ -142,6 +150,7 @@ class ConnectionPool:
             "in_use": self.in_use,
             "acquires": self.acquires,
             "waits": self.waits,
+            "waiting": self.waiting,
             "acquire_wait_avg_ms": (self.wait_total / self.waits * 1000) if self.waits else 0.0,
             "acquire_wait_max_ms": self.wait_max * 1000,
             "queries": self.queries,

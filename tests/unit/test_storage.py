@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
+from waiting import wait_for
 
 from chatcluster.common.storage import Database, open_database
 from chatcluster.common.storage.database import CPU, DB, login_steps
@@ -38,28 +38,34 @@ class Gone(Exception):
 
 
 def test_pool_bounds_and_counts_waits():
-    pool = ConnectionPool(FakeConn, size=2, is_disconnect=lambda e: isinstance(e, Gone), acquire_timeout=2)
-    started = threading.Event()
+    now = [0.0]  # the pool's clock: time passes when the test says so
+    pool = ConnectionPool(FakeConn, size=2, is_disconnect=lambda e: isinstance(e, Gone), acquire_timeout=2,
+                          clock=lambda: now[0])
+    both_held = threading.Barrier(3)
     release = threading.Event()
 
     def hold():
         with pool.connection():
-            started.set()
+            both_held.wait()
             release.wait()
 
-    holders = [threading.Thread(target=hold) for _ in range(2)]
-    for t in holders:
+    def third():
+        with pool.connection():  # must wait for one of the two
+            pass
+
+    threads = [threading.Thread(target=fn) for fn in (hold, hold, third)]
+    for t in threads[:2]:
         t.start()
-    started.wait()
-    time.sleep(0.05)
+    both_held.wait()
     assert pool.stats()["in_use"] == 2
-    threading.Timer(0.2, release.set).start()
-    with pool.connection():  # must wait for one of the two
-        pass
-    for t in holders:
+    threads[2].start()
+    wait_for(lambda: pool.stats()["waiting"] == 1, what="the third caller to wait for a connection")
+    now[0] = 0.25
+    release.set()
+    for t in threads:
         t.join()
     stats = pool.stats()
-    assert stats["waits"] == 1 and stats["acquire_wait_max_ms"] >= 100
+    assert stats["waits"] == 1 and stats["waiting"] == 0 and stats["acquire_wait_max_ms"] == 250
     assert stats["open"] <= 2 and stats["in_use"] == 0 and stats["queries"] == 3
 
 
