@@ -74,8 +74,47 @@ def test_many_connections_get_their_own_bytes_in_order(writer):
     for i, (_, theirs) in enumerate(pairs):
         assert read_exactly(theirs, len(expected[i])) == expected[i]
     wait_for(lambda: all(o.queued == 0 for o in out))
-    assert writer.sends <= 200 * 20  # coalesced whenever the writer was behind
     for a, b in pairs:
+        a.close()
+        b.close()
+
+
+def test_a_writer_that_fell_behind_sends_each_connections_backlog_at_once(writer):
+    """Passes pushed while the writer thread is busy go out as one send per connection, not one per pass.
+
+    The fixture runs the writer's callbacks on the writer thread itself, so a failure callback that
+    waits holds the writer: it is behind, deterministically, for as long as the test likes.
+    """
+    held, release = threading.Event(), threading.Event()
+
+    def hold(why: str) -> None:
+        held.set()
+        release.wait(10)
+
+    gone_ours, gone_theirs = pair()
+    gone_theirs.close()
+    pairs = [pair() for _ in range(20)]
+    try:
+        gone = writer.open(gone_ours.fileno(), hold)
+        writer.push(gone, b"to nobody")
+        writer.wake()
+        assert held.wait(5), "the send to a closed peer did not fail"
+        out = [writer.open(a.fileno(), lambda why: None) for a, _ in pairs]
+        expected = [b"" for _ in pairs]
+        for n in range(200):  # 200 loop passes, each pushing to every connection and waking the writer
+            for i, outlet in enumerate(out):
+                chunk = f"[{i}:{n}]".encode()
+                expected[i] += chunk
+                writer.push(outlet, chunk)
+            writer.wake()
+        sends_before = writer.sends
+    finally:
+        release.set()
+    for i, (_, theirs) in enumerate(pairs):
+        assert read_exactly(theirs, len(expected[i])) == expected[i]
+    assert writer.sends - sends_before == len(pairs)  # one send each carried all 200 passes
+    assert writer.failed == 1
+    for a, b in [*pairs, (gone_ours, gone_theirs)]:
         a.close()
         b.close()
 
