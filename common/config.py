@@ -29,7 +29,7 @@ SUN_PATH_MAX = 100  # AF_UNIX paths must stay under ~107 bytes; keep a margin
 class Limits:
     """Every bound a client can run into. Each is counted where it bites."""
 
-    max_frame: int = 8192           # bytes in a client frame (PROTOCOL.md)
+    max_frame: int = 8192           # bytes in a client frame (PROTOCOL.md); also frames.MAX_CLIENT_FRAME
     max_text: int = 4096            # UTF-8 bytes of chat text (PROTOCOL.md)
     max_name: int = 32              # UTF-8 bytes of a player name
     max_password: int = 1024        # UTF-8 bytes of a password

@@ -12,12 +12,13 @@ from enum import IntEnum
 
 from google.protobuf.message import DecodeError, Message
 
+from chatcluster.common.config import Limits
 from chatcluster.proto import chat_pb2
 
 HEADER = struct.Struct("<HH")
 HEADER_SIZE = HEADER.size
-#: Largest frame a client may send (PROTOCOL.md's default server limit).
-MAX_CLIENT_FRAME = 8192
+#: Largest frame a client may send: the server's default limit (PROTOCOL.md), kept with the other limits.
+MAX_CLIENT_FRAME = Limits.max_frame
 #: Largest frame that the u16 size can describe: the bound on what the server sends.
 MAX_FRAME = 0xFFFF
 
