@@ -117,7 +117,7 @@ class GcWatch:
     latency is where its pauses show, so each process counts them. Pauses
     before serving() (imports, the deliberate collection before gc.freeze())
     are summed apart, in `start_up_ms`, so that `pause_max_ms` on an idle
-    process is not the 100 ms of its own start-up.
+    process is not its own start-up collection.
     """
 
     def __init__(self) -> None:
