@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,11 @@ def _get(row: dict, *path: str) -> Any:
     return row
 
 
+def _figure(header: str, *path: str) -> tuple[str, str, Callable[[dict], str]]:
+    """A right-aligned column of the figure at `path` in a process's /status ("-" where it has none)."""
+    return header, "right", lambda r: _num(_get(r, *path))
+
+
 NAME = ("process", "left", lambda r: f"{r['role']} {r['id']}")
 STATE = ("state", "left", lambda r: r["state"])
 
@@ -52,12 +58,12 @@ TRAFFIC = [
     NAME, STATE,
     ("pid", "right", lambda r: _num(r.get("pid"), "d")),
     ("uptime", "right", lambda r: f"{r['uptime_s']:.0f}s" if "uptime_s" in r else "-"),
-    ("sessions", "right", lambda r: _num(r.get("sessions"))),
-    ("rooms", "right", lambda r: _num(r.get("rooms"))),
-    ("members", "right", lambda r: _num(r.get("members"))),
-    ("msgs in/s", "right", lambda r: _num(r.get("msgs_in_per_s"))),
-    ("deliv/s", "right", lambda r: _num(r.get("deliveries_per_s"))),
-    ("send/s", "right", lambda r: _num(r.get("writes_per_s"))),
+    _figure("sessions", "sessions"),
+    _figure("rooms", "rooms"),
+    _figure("members", "members"),
+    _figure("msgs in/s", "msgs_in_per_s"),
+    _figure("deliv/s", "deliveries_per_s"),
+    _figure("send/s", "writes_per_s"),
     ("deliv/send", "right", lambda r: _num(r["deliveries_per_s"] / r["writes_per_s"], ".2f")
         if r.get("writes_per_s") else "-"),
     ("sendbuf KB (sess)", "right", lambda r: "-" if "send_buffer_bytes" not in r else
@@ -65,20 +71,20 @@ TRAFFIC = [
     ("peak KB (sess)", "right", lambda r: "-" if "send_buffer_peak_bytes" not in r else
         f"{r['send_buffer_peak_bytes'] / 1024:,.0f} ({r['send_buffer_peak_sessions']})"),
     ("RSS MB", "right", lambda r: _num(r.get("rss_bytes") and r["rss_bytes"] / 1e6, ",.1f")),
-    ("CPU%", "right", lambda r: _num(r.get("cpu_percent"))),
+    _figure("CPU%", "cpu_percent"),
 ]
 QUEUES = [
     NAME,
-    ("zmq in/s", "right", lambda r: _num(r.get("zmq_in_per_s"))),
-    ("zmq out/s", "right", lambda r: _num(r.get("zmq_out_per_s"))),
-    ("zmq queue", "right", lambda r: _num(_get(r, "zmq", "backlog"))),
-    ("writer blocked", "right", lambda r: _num(_get(r, "writer", "blocked_now"))),  # sessions with a full socket
+    _figure("zmq in/s", "zmq_in_per_s"),
+    _figure("zmq out/s", "zmq_out_per_s"),
+    _figure("zmq queue", "zmq", "backlog"),
+    _figure("writer blocked", "writer", "blocked_now"),  # sessions with a full socket
     ("jobs enq/s", "right", lambda r: _num(r.get("envelopes_per_s", r.get("frames_in_per_s")))),
     ("exec/s", "right", lambda r: _num(r.get("envelopes_per_s", r.get("frames_in_per_s")))),
-    ("q-peak", "right", lambda r: _num(r.get("jobs_peak"))),
+    _figure("q-peak", "jobs_peak"),
     ("db use/size", "right", lambda r: _pool(r)),
     ("db wait max ms", "right", lambda r: _num(_pool_stat(r, "acquire_wait_max_ms"), ".1f")),
-    ("chatlog backlog", "right", lambda r: _num(_get(r, "chatlog", "backlog"))),
+    _figure("chatlog backlog", "chatlog", "backlog"),
     ("gc pauses (max ms)", "right", lambda r: "-" if "gc" not in r else
         f"{r['gc']['pauses']:,} ({r['gc']['pause_max_ms']:.0f})"),
     ("metrics", "left", lambda r: r["metrics"]),
@@ -88,19 +94,19 @@ QUEUES = [
 #: What the bounds refused or dropped, and the faults handled, since each process started.
 LIMITS = [
     NAME,
-    ("slow cons.", "right", lambda r: _num(r.get("slow_consumers"))),
-    ("rate ltd", "right", lambda r: _num(r.get("rate_limited"))),
-    ("floods", "right", lambda r: _num(r.get("floods"))),
-    ("login thr.", "right", lambda r: _num(r.get("login_throttled"))),
-    ("login busy", "right", lambda r: _num(r.get("logins_refused_busy"))),
-    ("conn ref.", "right", lambda r: _num(r.get("connections_refused"))),
-    ("login t/o", "right", lambda r: _num(r.get("login_timeouts"))),
-    ("proto err", "right", lambda r: _num(r.get("protocol_errors"))),
-    ("refused", "right", lambda r: _num(r.get("refused"))),
-    ("unavail.", "right", lambda r: _num(r.get("unavail."))),
+    _figure("slow cons.", "slow_consumers"),
+    _figure("rate ltd", "rate_limited"),
+    _figure("floods", "floods"),
+    _figure("login thr.", "login_throttled"),
+    _figure("login busy", "logins_refused_busy"),
+    _figure("conn ref.", "connections_refused"),
+    _figure("login t/o", "login_timeouts"),
+    _figure("proto err", "protocol_errors"),
+    _figure("refused", "refused"),
+    _figure("unavail.", "unavailable"),
     ("rebuilds", "right", lambda r: _num(r.get("rebuilds", r.get("rooms_rebuilt")))),
-    ("zmq drop", "right", lambda r: _num(_get(r, "zmq", "dropped"))),
-    ("log drop", "right", lambda r: _num(_get(r, "chatlog", "db_dropped"))),
+    _figure("zmq drop", "zmq", "dropped"),
+    _figure("log drop", "chatlog", "db_dropped"),
 ]
 
 
