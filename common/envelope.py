@@ -28,6 +28,7 @@ _CHAT_ITEM = struct.Struct("<BIQQ")   # ITEM and CHAT_HEAD in one call
 
 
 class Kind(IntEnum):
+    # Retired, never to be reused: 4 (CHAT as a protobuf message), 17 (DELIVER as one).
     # gateway -> shard
     CREATE = 1
     JOIN = 2

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from chatcluster.proto import chat_pb2 as chatcluster_dot_proto_dot_chat__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63hatcluster/proto/cluster.proto\x12\x13\x63hatcluster.cluster\x1a\x1c\x63hatcluster/proto/chat.proto\"C\n\x06Member\x12\x0f\n\x07session\x18\x01 \x01(\x04\x12(\n\x06player\x18\x02 \x01(\x0b\x32\x18.chatcluster.chat.Player\"i\n\nCreateRoom\x12\x0f\n\x07request\x18\x01 \x01(\x04\x12\x0f\n\x07room_id\x18\x02 \x01(\x04\x12\x0c\n\x04name\x18\x03 \x01(\t\x12+\n\x06member\x18\x04 \x01(\x0b\x32\x1b.chatcluster.cluster.Member\"Y\n\x08JoinRoom\x12\x0f\n\x07request\x18\x01 \x01(\x04\x12\x0f\n\x07room_id\x18\x02 \x01(\x04\x12+\n\x06member\x18\x03 \x01(\x0b\x32\x1b.chatcluster.cluster.Member\">\n\tLeaveRoom\x12\x0f\n\x07request\x18\x01 \x01(\x04\x12\x0f\n\x07room_id\x18\x02 \x01(\x04\x12\x0f\n\x07session\x18\x03 \x01(\x04\"8\n\x06\x43hatIn\x12\x0f\n\x07room_id\x18\x01 \x01(\x04\x12\x0f\n\x07session\x18\x02 \x01(\x04\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\"\x1c\n\tListRooms\x12\x0f\n\x07request\x18\x01 \x01(\x04\"L\n\x05Hello\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\x12\x0f\n\x07sent_us\x18\x03 \x01(\x04\x12\x0f\n\x07rebuild\x18\x04 \x01(\x08\"h\n\x07Rebuild\x12\x0f\n\x07room_id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\x12,\n\x07members\x18\x04 \x03(\x0b\x32\x1b.chatcluster.cluster.Member\"+\n\x05\x43laim\x12\x11\n\tplayer_id\x18\x01 \x01(\x04\x12\x0f\n\x07session\x18\x02 \x01(\x04\"-\n\x07Release\x12\x11\n\tplayer_id\x18\x01 \x01(\x04\x12\x0f\n\x07session\x18\x02 \x01(\x04\"*\n\x04Kick\x12\x11\n\tplayer_id\x18\x01 \x01(\x04\x12\x0f\n\x07session\x18\x02 \x01(\x04\"\x92\x01\n\x05Reply\x12\x0f\n\x07request\x18\x01 \x01(\x04\x12\x0f\n\x07session\x18\x02 \x01(\x04\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x0f\n\x07room_id\x18\x04 \x01(\x04\x12\r\n\x05\x66rame\x18\x05 \x01(\x0c\x12\x12\n\nnot_member\x18\x06 \x01(\x08\x12\x11\n\troom_name\x18\x07 \x01(\t\x12\x14\n\x0croom_unknown\x18\x08 \x01(\x08\"N\n\x07\x44\x65liver\x12\x0f\n\x07room_id\x18\x01 \x01(\x04\x12\x16\n\x0e\x65xcept_session\x18\x02 \x01(\x04\x12\r\n\x05\x66rame\x18\x03 \x01(\x0c\x12\x0b\n\x03seq\x18\x04 \x01(\x04\"F\n\x08RoomList\x12\x0f\n\x07request\x18\x01 \x01(\x04\x12)\n\x05rooms\x18\x02 \x03(\x0b\x32\x1a.chatcluster.chat.RoomInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63hatcluster/proto/cluster.proto\x12\x13\x63hatcluster.cluster\x1a\x1c\x63hatcluster/proto/chat.proto\"C\n\x06Member\x12\x0f\n\x07session\x18\x01 \x01(\x04\x12(\n\x06player\x18\x02 \x01(\x0b\x32\x18.chatcluster.chat.Player\"i\n\nCreateRoom\x12\x0f\n\x07request\x18\x01 \x01(\x04\x12\x0f\n\x07room_id\x18\x02 \x01(\x04\x12\x0c\n\x04name\x18\x03 \x01(\t\x12+\n\x06member\x18\x04 \x01(\x0b\x32\x1b.chatcluster.cluster.Member\"Y\n\x08JoinRoom\x12\x0f\n\x07request\x18\x01 \x01(\x04\x12\x0f\n\x07room_id\x18\x02 \x01(\x04\x12+\n\x06member\x18\x03 \x01(\x0b\x32\x1b.chatcluster.cluster.Member\">\n\tLeaveRoom\x12\x0f\n\x07request\x18\x01 \x01(\x04\x12\x0f\n\x07room_id\x18\x02 \x01(\x04\x12\x0f\n\x07session\x18\x03 \x01(\x04\"\x1c\n\tListRooms\x12\x0f\n\x07request\x18\x01 \x01(\x04\"L\n\x05Hello\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\x12\x0f\n\x07sent_us\x18\x03 \x01(\x04\x12\x0f\n\x07rebuild\x18\x04 \x01(\x08\"h\n\x07Rebuild\x12\x0f\n\x07room_id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\x12,\n\x07members\x18\x04 \x03(\x0b\x32\x1b.chatcluster.cluster.Member\"+\n\x05\x43laim\x12\x11\n\tplayer_id\x18\x01 \x01(\x04\x12\x0f\n\x07session\x18\x02 \x01(\x04\"-\n\x07Release\x12\x11\n\tplayer_id\x18\x01 \x01(\x04\x12\x0f\n\x07session\x18\x02 \x01(\x04\"*\n\x04Kick\x12\x11\n\tplayer_id\x18\x01 \x01(\x04\x12\x0f\n\x07session\x18\x02 \x01(\x04\"\x92\x01\n\x05Reply\x12\x0f\n\x07request\x18\x01 \x01(\x04\x12\x0f\n\x07session\x18\x02 \x01(\x04\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x0f\n\x07room_id\x18\x04 \x01(\x04\x12\r\n\x05\x66rame\x18\x05 \x01(\x0c\x12\x12\n\nnot_member\x18\x06 \x01(\x08\x12\x11\n\troom_name\x18\x07 \x01(\t\x12\x14\n\x0croom_unknown\x18\x08 \x01(\x08\"F\n\x08RoomList\x12\x0f\n\x07request\x18\x01 \x01(\x04\x12)\n\x05rooms\x18\x02 \x03(\x0b\x32\x1a.chatcluster.chat.RoomInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,24 +40,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOINROOM']._serialized_end=351
   _globals['_LEAVEROOM']._serialized_start=353
   _globals['_LEAVEROOM']._serialized_end=415
-  _globals['_CHATIN']._serialized_start=417
-  _globals['_CHATIN']._serialized_end=473
-  _globals['_LISTROOMS']._serialized_start=475
-  _globals['_LISTROOMS']._serialized_end=503
-  _globals['_HELLO']._serialized_start=505
-  _globals['_HELLO']._serialized_end=581
-  _globals['_REBUILD']._serialized_start=583
-  _globals['_REBUILD']._serialized_end=687
-  _globals['_CLAIM']._serialized_start=689
-  _globals['_CLAIM']._serialized_end=732
-  _globals['_RELEASE']._serialized_start=734
-  _globals['_RELEASE']._serialized_end=779
-  _globals['_KICK']._serialized_start=781
-  _globals['_KICK']._serialized_end=823
-  _globals['_REPLY']._serialized_start=826
-  _globals['_REPLY']._serialized_end=972
-  _globals['_DELIVER']._serialized_start=974
-  _globals['_DELIVER']._serialized_end=1052
-  _globals['_ROOMLIST']._serialized_start=1054
-  _globals['_ROOMLIST']._serialized_end=1124
+  _globals['_LISTROOMS']._serialized_start=417
+  _globals['_LISTROOMS']._serialized_end=445
+  _globals['_HELLO']._serialized_start=447
+  _globals['_HELLO']._serialized_end=523
+  _globals['_REBUILD']._serialized_start=525
+  _globals['_REBUILD']._serialized_end=629
+  _globals['_CLAIM']._serialized_start=631
+  _globals['_CLAIM']._serialized_end=674
+  _globals['_RELEASE']._serialized_start=676
+  _globals['_RELEASE']._serialized_end=721
+  _globals['_KICK']._serialized_start=723
+  _globals['_KICK']._serialized_end=765
+  _globals['_REPLY']._serialized_start=768
+  _globals['_REPLY']._serialized_end=914
+  _globals['_ROOMLIST']._serialized_start=916
+  _globals['_ROOMLIST']._serialized_end=986
 # @@protoc_insertion_point(module_scope)

@@ -47,16 +47,6 @@ class LeaveRoom(_message.Message):
     session: int
     def __init__(self, request: _Optional[int] = ..., room_id: _Optional[int] = ..., session: _Optional[int] = ...) -> None: ...
 
-class ChatIn(_message.Message):
-    __slots__ = ("room_id", "session", "body")
-    ROOM_ID_FIELD_NUMBER: _ClassVar[int]
-    SESSION_FIELD_NUMBER: _ClassVar[int]
-    BODY_FIELD_NUMBER: _ClassVar[int]
-    room_id: int
-    session: int
-    body: bytes
-    def __init__(self, room_id: _Optional[int] = ..., session: _Optional[int] = ..., body: _Optional[bytes] = ...) -> None: ...
-
 class ListRooms(_message.Message):
     __slots__ = ("request",)
     REQUEST_FIELD_NUMBER: _ClassVar[int]
@@ -130,18 +120,6 @@ class Reply(_message.Message):
     room_name: str
     room_unknown: bool
     def __init__(self, request: _Optional[int] = ..., session: _Optional[int] = ..., ok: _Optional[bool] = ..., room_id: _Optional[int] = ..., frame: _Optional[bytes] = ..., not_member: _Optional[bool] = ..., room_name: _Optional[str] = ..., room_unknown: _Optional[bool] = ...) -> None: ...
-
-class Deliver(_message.Message):
-    __slots__ = ("room_id", "except_session", "frame", "seq")
-    ROOM_ID_FIELD_NUMBER: _ClassVar[int]
-    EXCEPT_SESSION_FIELD_NUMBER: _ClassVar[int]
-    FRAME_FIELD_NUMBER: _ClassVar[int]
-    SEQ_FIELD_NUMBER: _ClassVar[int]
-    room_id: int
-    except_session: int
-    frame: bytes
-    seq: int
-    def __init__(self, room_id: _Optional[int] = ..., except_session: _Optional[int] = ..., frame: _Optional[bytes] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class RoomList(_message.Message):
     __slots__ = ("request", "rooms")

@@ -1,6 +1,7 @@
 """The rooms a shard owns: membership, per-room seq, and what each change must tell whom.
 
-Sans-I/O: RoomBook takes decoded envelopes from gateways and writes the
+Sans-I/O: RoomBook takes decoded envelopes from gateways (a chat as its
+fixed header's fields and the client's body, untouched) and writes the
 envelopes to send back into an Outbox, keyed by gateway. It never touches
 ZeroMQ, so every rule here (seq from 1 without gaps, one frame per broadcast
 serialized once and sent once per gateway, membership checked before a chat
@@ -23,7 +24,7 @@ from google.protobuf.message import DecodeError
 
 from chatcluster.common import logs
 from chatcluster.common.config import Limits
-from chatcluster.common.envelope import Batch, Kind
+from chatcluster.common.envelope import Batch, Kind, pack_deliver
 from chatcluster.common.frames import MAX_FRAME, ErrorCode, encode, error_frame
 from chatcluster.proto import chat_pb2, cluster_pb2
 
@@ -126,24 +127,6 @@ class RoomBook:
         self._silenced: bytes | None = None  # a gateway being dropped: no notices go to it
         self.verbose = log.isEnabledFor(logging.DEBUG)
 
-    # ---- dispatch ---------------------------------------------------------
-    def handle(self, gateway: bytes, kind: int, msg: object, out: Outbox) -> None:
-        """One decoded envelope from a gateway."""
-        if kind == Kind.CHAT:
-            self.chat(gateway, msg, out)  # type: ignore[arg-type]
-        elif kind == Kind.JOIN:
-            self.join(gateway, msg, out)  # type: ignore[arg-type]
-        elif kind == Kind.LEAVE:
-            self.leave(gateway, msg, out)  # type: ignore[arg-type]
-        elif kind == Kind.CREATE:
-            self.create(gateway, msg, out)  # type: ignore[arg-type]
-        elif kind == Kind.LIST:
-            self.list_rooms(gateway, msg, out)  # type: ignore[arg-type]
-        elif kind == Kind.REBUILD:
-            self.rebuild(gateway, msg, out)  # type: ignore[arg-type]
-        else:
-            raise ValueError(f"a shard does not take envelopes of kind {kind}")
-
     @property
     def members(self) -> int:
         return len(self.where)
@@ -205,34 +188,39 @@ class RoomBook:
             out.reply(gateway, msg.request, msg.session, left, msg.room_id, b"",
                       room_unknown=msg.room_id not in self.rooms and not left)
 
-    def chat(self, gateway: bytes, msg: cluster_pb2.ChatIn, out: Outbox) -> None:
-        room = self.rooms.get(msg.room_id)
+    def chat(self, gateway: bytes, room_id: int, session: int, body: bytes, out: Outbox) -> None:
+        """A CHAT envelope: body is the client's C_ROOM_CHAT_REQ as it sent it, decoded (and judged) only here.
+
+        A body that does not decode is the client's fault, not the gateway's:
+        it is answered to the client like any other refused chat.
+        """
+        room = self.rooms.get(room_id)
         if room is None:
             # The gateway has the session in a room this shard does not have: we restarted and lost it.
             self.refused += 1
-            frame = error_frame(ErrorCode.UNAVAILABLE, f"room {msg.room_id} is being restored after a restart; "
+            frame = error_frame(ErrorCode.UNAVAILABLE, f"room {room_id} is being restored after a restart; "
                                                        "this message was not delivered, send it again")
-            out.reply(gateway, 0, msg.session, False, msg.room_id, frame, room_unknown=True)
+            out.reply(gateway, 0, session, False, room_id, frame, room_unknown=True)
             return
-        member = room.members.get((gateway, msg.session))
+        member = room.members.get((gateway, session))
         if member is None:
             self.refused += 1
-            frame = error_frame(ErrorCode.NOT_IN_ROOM, f"not in room {msg.room_id}")
-            out.reply(gateway, 0, msg.session, False, msg.room_id, frame, not_member=True)
+            frame = error_frame(ErrorCode.NOT_IN_ROOM, f"not in room {room_id}")
+            out.reply(gateway, 0, session, False, room_id, frame, not_member=True)
             return
         req = chat_pb2.C_ROOM_CHAT_REQ()
         try:
-            req.ParseFromString(msg.body)
+            req.ParseFromString(body)
         except DecodeError:
-            self._refuse_chat(gateway, msg, out, ErrorCode.BAD_REQUEST, "C_ROOM_CHAT_REQ does not decode")
+            self._refuse_chat(gateway, room_id, session, out, ErrorCode.BAD_REQUEST, "C_ROOM_CHAT_REQ does not decode")
             return
         text = req.text
         if not text:
-            self._refuse_chat(gateway, msg, out, ErrorCode.BAD_REQUEST, "empty text")
+            self._refuse_chat(gateway, room_id, session, out, ErrorCode.BAD_REQUEST, "empty text")
             return
         max_text = self.limits.max_text
         if len(text) > max_text or (len(text) * 4 > max_text and len(text.encode("utf-8")) > max_text):
-            self._refuse_chat(gateway, msg, out, ErrorCode.TOO_LARGE, f"text over {max_text} bytes")
+            self._refuse_chat(gateway, room_id, session, out, ErrorCode.TOO_LARGE, f"text over {max_text} bytes")
             return
         room.seq += 1
         now = self.clock_us()
@@ -324,24 +312,28 @@ class RoomBook:
 
     def _broadcast(self, room: Room, frame: bytes, out: Outbox, except_member: Member | None = None,
                    seq: int = 0) -> None:
-        """One Deliver per gateway with members here; the frame itself is built once by the caller."""
-        payload = cluster_pb2.Deliver(room_id=room.room_id, frame=frame, seq=seq).SerializeToString()
+        """One DELIVER per gateway with members here.
+
+        The frame is built once by the caller and the payload once here, the
+        same bytes for every gateway; only the excepted member's own gateway
+        gets a payload of its own (session ids are per gateway).
+        """
+        room_id = room.room_id
+        payload = pack_deliver(room_id, 0, seq, frame)
         for gateway, count in room.gateways.items():
             if gateway == self._silenced:
                 continue
             if except_member is not None and gateway == except_member.gateway:
-                # Only the excepted session's own gateway may skip it: session ids are per gateway.
                 if except_member.key in room.members:
                     count -= 1
-                own = cluster_pb2.Deliver(room_id=room.room_id, except_session=except_member.session, frame=frame)
-                out.add(gateway, Kind.DELIVER, own.SerializeToString())
+                out.add(gateway, Kind.DELIVER, pack_deliver(room_id, except_member.session, seq, frame))
             else:
                 out.add(gateway, Kind.DELIVER, payload)
             self.deliveries += count
 
-    def _refuse_chat(self, gateway: bytes, msg: cluster_pb2.ChatIn, out: Outbox, code: int, text: str) -> None:
+    def _refuse_chat(self, gateway: bytes, room_id: int, session: int, out: Outbox, code: int, text: str) -> None:
         self.refused += 1
-        out.reply(gateway, 0, msg.session, False, msg.room_id, error_frame(code, text))
+        out.reply(gateway, 0, session, False, room_id, error_frame(code, text))
 
 
 def max_member_list_frame(limits: Limits) -> int:

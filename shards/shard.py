@@ -2,6 +2,10 @@
 
 Sans-I/O: the worker (shards/worker.py) feeds it what arrives over ZeroMQ and
 sends what it puts in the Outbox; the logic tests feed it directly.
+
+What a gateway got wrong (a PeerError: a batch that does not frame, a payload
+that does not decode, a kind a shard does not take) is counted and logged, and
+costs only what it spoils; any other exception is a bug of ours and surfaces.
 """
 
 from __future__ import annotations
@@ -9,7 +13,8 @@ from __future__ import annotations
 import logging
 
 from chatcluster.common.config import Limits
-from chatcluster.common.envelope import Kind
+from chatcluster.common.envelope import EnvelopeError, Kind, iter_items, parse, unpack_chat
+from chatcluster.common.errors import PeerError
 from chatcluster.proto import cluster_pb2
 from chatcluster.shards.peers import GatewayPeers
 from chatcluster.shards.presence import Presence
@@ -26,11 +31,50 @@ class Shard:
         self.book = RoomBook(self.limits, **book_hooks)  # type: ignore[arg-type]
         self.presence = Presence()
         self.peers = GatewayPeers(self.limits.gateway_timeout)
+        # figures: what gateways got wrong
+        self.bad_envelopes = 0  # skipped: a payload that does not decode, a kind a shard does not take
+        self.bad_batches = 0    # cut short: an item header that does not frame (nothing after it can be found)
 
-    def handle(self, gateway: bytes, kind: int, msg: object, out: Outbox, now: float) -> None:
-        """One decoded envelope from a gateway."""
-        if kind == Kind.CHAT or kind in (Kind.JOIN, Kind.LEAVE, Kind.CREATE, Kind.LIST, Kind.REBUILD):
-            self.book.handle(gateway, kind, msg, out)
+    def receive(self, gateway: bytes, data: bytes, out: Outbox, now: float) -> int:
+        """Every envelope of one batch from a gateway, in order; returns how many were handled.
+
+        A bad payload inside a well-framed item skips that item only; a broken
+        item header ends the batch, since the items after it cannot be found.
+        """
+        handled = 0
+        try:
+            for kind, payload in iter_items(data):
+                try:
+                    self.handle(gateway, kind, payload, out, now)
+                except PeerError as exc:
+                    self.bad_envelopes += 1
+                    log.error(" bad envelope (kind %d, %d bytes) from %r, skipped: %s", kind, len(payload), gateway,
+                              exc)
+                    continue
+                handled += 1
+        except EnvelopeError as exc:  # raised by iter_items: the handler's own are caught above
+            self.bad_batches += 1
+            log.error(" bad batch from %r, the rest of it dropped: %s", gateway, exc)
+        return handled
+
+    def handle(self, gateway: bytes, kind: int, payload: bytes, out: Outbox, now: float) -> None:
+        """One envelope from a gateway; PeerError if its kind or payload makes no sense."""
+        book = self.book
+        if kind == Kind.CHAT:
+            room_id, session, body = unpack_chat(payload)
+            book.chat(gateway, room_id, session, body, out)
+            return
+        msg = parse(kind, payload)
+        if kind == Kind.JOIN:
+            book.join(gateway, msg, out)  # type: ignore[arg-type]
+        elif kind == Kind.LEAVE:
+            book.leave(gateway, msg, out)  # type: ignore[arg-type]
+        elif kind == Kind.CREATE:
+            book.create(gateway, msg, out)  # type: ignore[arg-type]
+        elif kind == Kind.LIST:
+            book.list_rooms(gateway, msg, out)  # type: ignore[arg-type]
+        elif kind == Kind.REBUILD:
+            book.rebuild(gateway, msg, out)  # type: ignore[arg-type]
         elif kind == Kind.HELLO:
             self._hello(gateway, msg, out, now)  # type: ignore[arg-type]
         elif kind == Kind.CLAIM:
@@ -38,7 +82,7 @@ class Shard:
         elif kind == Kind.RELEASE:
             self.presence.release(gateway, msg)  # type: ignore[arg-type]
         else:
-            raise ValueError(f"a shard does not take envelopes of kind {kind}")
+            raise PeerError(f"a shard does not take envelopes of kind {kind}")
 
     def _hello(self, gateway: bytes, hello: cluster_pb2.Hello, out: Outbox, now: float) -> None:
         """A gateway's heartbeat: answer it; if the gateway restarted, its old sessions are gone."""
