@@ -11,6 +11,7 @@ from chatwire import WireClient, pair_in_room
 from test_cluster_flow import unique
 from waiting import wait_for
 
+from chatcluster.common.config import Limits
 from chatcluster.common.frames import ErrorCode
 from chatcluster.common.hashing import owner
 from chatcluster.proto import chat_pb2 as pb
@@ -85,10 +86,10 @@ def test_an_unresponsive_shard_answers_unavailable_then_service_resumes(cluster)
     try:
         down = wait_for(lambda: _gateway(cluster)["shards"][str(victim["id"])]["state"] == "down", timeout=10)
         assert down
-        started = time.monotonic()
         a.chat("into the void")
-        err = a.expect(pb.S_ERROR, timeout=2)
-        assert err.code == ErrorCode.UNAVAILABLE and time.monotonic() - started < 1.0  # at once, no hang
+        # at once, no hang: well within the request timeout, so not a request that timed out
+        err = a.expect(pb.S_ERROR, timeout=Limits.request_timeout / 2)
+        assert err.code == ErrorCode.UNAVAILABLE
         c = WireClient(cluster.host, cluster.port)
         assert c.login(unique("carol")).success
         c.send(pb.C_JOIN_ROOM_REQ(room_id=room))
