@@ -31,6 +31,8 @@ from typing import Any
 
 import zmq
 
+from chatcluster.common.counters import Counters
+
 log = logging.getLogger("chatcluster.zmq")
 
 HWM = 100_000          # messages (each a batch of envelopes) queued per peer inside ZeroMQ
@@ -38,16 +40,9 @@ BACKLOG_LIMIT = 100_000  # messages held by us once ZeroMQ refuses more
 DRAIN_BUDGET = 256     # messages read per wake-up before yielding to the loop
 
 
-class LinkStats:
+class LinkStats(Counters):
     __slots__ = ("sent", "received", "bytes_sent", "bytes_received", "backpressure", "backlog", "backlog_peak",
                  "dropped")
-
-    def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
-
-    def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
 
 
 def dealer(context: zmq.Context, identity: bytes, endpoint: str) -> zmq.Socket:

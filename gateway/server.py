@@ -22,13 +22,14 @@ from concurrent.futures import ThreadPoolExecutor
 from chatcluster.common import logs, procutil
 from chatcluster.common.config import ClusterConfig
 from chatcluster.common.control import ControlServer, Snapshot
-from chatcluster.common.envelope import Batch
+from chatcluster.common.counters import Counters
 from chatcluster.common.errors import StartupError
-from chatcluster.common.storage import CPU, DB, Database, LoginResult, login_steps
+from chatcluster.common.storage import CPU, DB, Database, drive_steps, login_steps
 from chatcluster.common.zmqbridge import Links, open_links
 from chatcluster.gateway import outlets
 from chatcluster.gateway.core import GatewayCore
 from chatcluster.gateway.outlets import Writer
+from chatcluster.gateway.output import AllocateRoom, Close, Effect, Login, PauseReading, ResumeReading
 from chatcluster.gateway.session import Session, State
 
 CLOSED = State.CLOSED
@@ -114,31 +115,43 @@ class ClientProtocol(asyncio.Protocol):
         self.session: Session | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        self.server.connections += 1
-        limit = self.server.config.limits.write_buffer
+        server = self.server
+        server.connections += 1
+        limit = server.config.limits.write_buffer
         # Above `limit` unsent bytes, pause_writing fires: the client is not reading.
         transport.set_write_buffer_limits(high=limit, low=limit // 2)
         peer = transport.get_extra_info("peername")
-        self.session = self.server.core.open_session(transport, f"{peer[0]}:{peer[1]}" if peer else "?")
+        self.session = server.core.open_session(transport, f"{peer[0]}:{peer[1]}" if peer else "?")
+        server.poke()
 
     def data_received(self, data: bytes) -> None:
-        self.server.core.on_data(self.session, data)
+        server = self.server
+        server.core.on_data(self.session, data)
+        if not server.flush_scheduled:
+            server.poke()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections -= 1
         self.server.core.connection_lost(self.session)
+        self.server.poke()
 
     def pause_writing(self) -> None:
         session = self.session
         if session is not None and session.transport is not None:
             self.server.core.on_slow_consumer(session, session.transport.get_write_buffer_size())
+            self.server.poke()
 
     def resume_writing(self) -> None:
         pass
 
 
+class WriteStats(Counters):
+    __slots__ = ("writes", "bytes_out", "mid_pass_answers")  # mid_pass: write phases that took in shard answers
+
+
 class GatewayServer:
-    """Implements GatewayIO for the core on a real loop, sockets and database."""
+    """Runs a GatewayCore on a real loop: feeds it sockets, shard links and thread pools, and carries out
+    what it asks, once per loop pass (flush)."""
 
     def __init__(self, config: ClusterConfig, gateway_id: int, loop: asyncio.AbstractEventLoop, db: Database,
                  db_executor: ThreadPoolExecutor, cpu_executor: ThreadPoolExecutor, node: str = "") -> None:
@@ -151,18 +164,14 @@ class GatewayServer:
         self.cpu_executor = cpu_executor  # password hashing: one thread per core
         node = node or f"gw{gateway_id}"  # the ZeroMQ identity shards know this gateway by
         self.node = node
-        self.core = GatewayCore(self, config.shard_ids, config.limits, registration_open=config.registration == "open",
+        self.core = GatewayCore(config.shard_ids, config.limits, registration_open=config.registration == "open",
                                 node=node)
-        self.batches = [Batch() for _ in config.shards]
         self.links: Links = open_links(loop, config.zmq_bridge, node.encode(),
-                                       [s.endpoint for s in config.shards], self.core.on_shard_batch)
+                                       [s.endpoint for s in config.shards], self._on_shard_batch)
         self.writer = open_writer(config.writer, loop)
-        self._flush_scheduled = False
+        self.flush_scheduled = False
         self.connections = 0  # transports not yet closed (a closing one still drains its buffer)
-        self.writes = 0
-        self.bytes_out = 0
-        self.mid_pass_answers = 0  # write phases that took in shard answers before they ended
-        self.bytes_in = 0
+        self.stats = WriteStats()
         self.offload_timers = {DB: OffloadTimer(), CPU: OffloadTimer()}
         self.lag_max_ms = 0.0     # since start
         self.lag_window_ms = 0.0  # since the last published figures
@@ -176,29 +185,96 @@ class GatewayServer:
     def writer_mode(self) -> str:
         return "thread" if self.writer is not None else "loop"
 
-    # ---- GatewayIO ------------------------------------------------------------
-    def to_shard(self, shard: int, kind: int, payload: bytes) -> None:
-        self.batches[shard].add(kind, payload)
-        self.schedule_flush()
+    # ---- inputs that do not come from a client socket -------------------------------
+    def _on_shard_batch(self, shard: int, data: bytes) -> None:
+        self.core.on_shard_batch(shard, data)
+        if not self.flush_scheduled:
+            self.poke()
 
-    def login(self, session_id: int, name: str, password: str) -> None:
-        steps = login_steps(self.db, name, password, self.core.registration_open)
-        task = self.loop.create_task(self._run_steps(steps))
-        task.add_done_callback(lambda f: self.core.on_login_done(session_id, _outcome(f)))
+    def poke(self) -> None:
+        """After any input: if the core has output, carry it out at the end of this loop pass."""
+        if not self.flush_scheduled and self.core.has_output:
+            self.flush_scheduled = True
+            self.loop.call_soon(self.flush)
 
-    async def _run_steps(self, steps) -> LoginResult:
-        """login_steps with database steps on the DB pool and password hashing on the CPU pool."""
-        value = None
-        while True:
-            try:
-                kind, fn, args = steps.send(value)
-            except StopIteration as done:
-                return done.value
-            value = await self._offload(kind, fn, *args)
+    # ---- the once-per-pass flush ------------------------------------------------------
+    def flush(self) -> None:
+        """Carry out everything the core queued: envelopes, then writes, then effects (closes last)."""
+        self.flush_scheduled = False
+        output = self.core.take_output()
+        for shard, data in output.envelopes:
+            self.links.send(shard, data)
+        if output.writes:
+            self._write(output.writes)
+        for effect in output.effects:
+            self._carry_out(effect)
+        self.poke()  # what came in meanwhile (mid-pass answers, effects) goes out next pass
 
-    def allocate_room(self, request: int, name: str, creator_id: int) -> None:
-        future = self._offload(DB, self.db.allocate_room, name, creator_id)
-        future.add_done_callback(lambda f: self.core.on_room_allocated(request, _outcome(f)))
+    def _write(self, sessions: list[Session]) -> None:
+        """One write per session; meanwhile, what the shards answered reaches the sessions not yet written."""
+        writes = written = 0
+        writer = self.writer
+        pushed = False
+        take_arrived = self.links.take_arrived if writer is None else None
+        links = self.links.stats
+        for n, session in enumerate(sessions):  # the hot loop
+            if take_arrived is not None and n and not n % ANSWERS_EVERY:
+                # A write phase of ~500 sessions takes several ms, longer than a shard's round trip.
+                before = links.received
+                take_arrived()
+                if links.received != before:
+                    self.stats.mid_pass_answers += 1
+            if not session.out:
+                continue  # written already, earlier in this pass (see gateway/output.py)
+            transport = session.transport
+            if session.state is CLOSED and transport.is_closing():
+                session.out.clear()
+                continue
+            data = session.take_out()
+            written += len(data)
+            outlet = session.outlet
+            if outlet is None and writer is not None and session.state is IN_ROOM:
+                outlet = self._open_outlet(session, transport)
+            if outlet is not None:
+                writer.push(outlet, data)
+                pushed = True
+                if outlet.queued > self.write_limit:
+                    self.core.on_slow_consumer(session, outlet.queued)
+            else:
+                writes += 1
+                transport.write(data)
+        if pushed:
+            writer.wake()
+        self.stats.writes += writes
+        self.stats.bytes_out += written
+
+    def _carry_out(self, effect: Effect) -> None:
+        if type(effect) is Close:
+            self._close(effect.session, effect.abort)
+        elif type(effect) is PauseReading:
+            if not effect.session.transport.is_closing():
+                effect.session.transport.pause_reading()
+        elif type(effect) is ResumeReading:
+            if not effect.session.transport.is_closing():
+                effect.session.transport.resume_reading()
+        elif type(effect) is Login:
+            steps = login_steps(self.db, effect.name, effect.password, self.core.registration_open)
+            request = effect.request
+            drive_steps(steps, self._run_step, lambda result: self._answer(self.core.on_login_done, request, result))
+        elif type(effect) is AllocateRoom:
+            request = effect.request
+            future = self._offload(DB, self.db.allocate_room, effect.name, effect.creator_id)
+            future.add_done_callback(lambda f: self._answer(self.core.on_room_allocated, request, _outcome(f)))
+        else:
+            raise TypeError(f"unknown effect {effect!r}")
+
+    def _answer(self, method: Callable[[int, object], None], request: int, result: object) -> None:
+        method(request, result)
+        self.poke()
+
+    def _run_step(self, kind: str, fn: Callable, args: tuple, resume: Callable[[object], None]) -> None:
+        """A login step on the DB or the CPU pool; its outcome resumes the steps on the loop."""
+        self._offload(kind, fn, *args).add_done_callback(lambda f: resume(_outcome(f)))
 
     def _offload(self, kind: str, fn: Callable, *args: object) -> asyncio.Future:
         """Run fn on the DB or CPU thread pool, timing how long it queued for a thread and how long it ran."""
@@ -214,85 +290,26 @@ class GatewayServer:
 
         return self.loop.run_in_executor(self.db_executor if kind == DB else self.cpu_executor, timed)
 
-    def schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self.flush)
-
-    def close(self, session: Session, abort: bool = False) -> None:
+    def _close(self, session: Session, abort: bool) -> None:
         transport = session.transport
-        if transport is None:
-            return
         outlet = session.outlet
         if outlet is not None:
             # The writer sends what is queued, then closes its copy of the socket; only then does the
             # client see the close, so the frames queued before it (SHUTTING_DOWN, say) arrive first.
             session.outlet = None
             if session.out and not abort:
-                self.writer.push(outlet, b"".join(session.out))
-            session.out.clear()
+                self.writer.push(outlet, session.take_out())
             self.writer.close(outlet, abort)
-        elif abort:
-            session.out.clear()
-        elif session.out:
-            self._write(transport, session.out)
+        elif session.out and not abort:
+            self.stats.writes += 1
+            data = session.take_out()
+            self.stats.bytes_out += len(data)
+            transport.write(data)
+        session.out.clear()
         if abort:
             transport.abort()
         else:
             transport.close()
-
-    def pause_reading(self, session: Session) -> None:
-        if session.transport is not None and not session.transport.is_closing():
-            session.transport.pause_reading()
-
-    def resume_reading(self, session: Session) -> None:
-        if session.transport is not None and not session.transport.is_closing():
-            session.transport.resume_reading()
-
-    # ---- the once-per-pass flush ------------------------------------------------
-    def flush(self) -> None:
-        """Send this pass's envelopes to the shards, then write each dirty session once."""
-        self._flush_scheduled = False
-        for shard, batch in enumerate(self.batches):
-            if batch:
-                self.links.send(shard, batch.take())
-        writes = written = 0
-        writer = self.writer
-        pushed = False
-        take_arrived = self.links.take_arrived if writer is None else None
-        for n, session in enumerate(self.core.take_dirty()):  # the hot loop: one write per session per pass
-            if take_arrived is not None and n and not n % ANSWERS_EVERY:
-                # A write phase of ~500 sessions takes several ms, longer than a shard's round trip:
-                # what the shards answered meanwhile reaches the sessions not yet written in this pass.
-                before = self.links.stats.received
-                take_arrived()
-                if self.links.stats.received != before:
-                    self.mid_pass_answers += 1
-            out = session.out
-            if not out:
-                continue
-            transport = session.transport
-            if transport is None or session.state is CLOSED:
-                out.clear()
-                continue
-            data = out[0] if len(out) == 1 else b"".join(out)
-            out.clear()
-            written += len(data)
-            outlet = session.outlet
-            if outlet is None and writer is not None and session.state is IN_ROOM:
-                outlet = self._open_outlet(session, transport)
-            if outlet is not None:
-                writer.push(outlet, data)
-                pushed = True
-                if outlet.queued > self.write_limit:
-                    self.core.on_slow_consumer(session, outlet.queued)
-            else:
-                writes += 1
-                transport.write(data)
-        if pushed:
-            writer.wake()
-        self.writes += writes
-        self.bytes_out += written
 
     def _open_outlet(self, session: Session, transport: asyncio.Transport) -> outlets.Outlet | None:
         """Hand a session's writes to the writer thread, once everything written so far is in the kernel.
@@ -311,26 +328,19 @@ class GatewayServer:
             if not session.closed:
                 log.debug("%ssend failed: %s", logs.ctx(session.id, session.player_id, session.room_id), why)
                 self.core.connection_lost(session)
+                self.poke()
 
         outlet = session.outlet = self.writer.open(sock.fileno(), failed)
         return outlet
 
-    def _write(self, transport: asyncio.Transport, out: list[bytes]) -> None:
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        self.writes += 1
-        self.bytes_out += len(data)
-        transport.write(data)
-
     # ---- figures ----------------------------------------------------------------
     def publish(self) -> None:
         st = self.core.stats
-        writes = self.writes + (self.writer.sends if self.writer is not None else 0)
+        writes = self.stats.writes + (self.writer.sends if self.writer is not None else 0)
         rates = self.figures.rates.per_second({
             "msgs_in": st.chats_in, "deliveries": st.deliveries, "writes": writes,
             "zmq_in": self.links.stats.received, "zmq_out": self.links.stats.sent, "frames_in": st.frames_in,
         })
-        members = sum(len(m) for m in self.core.rooms.values())
         lag_window, self.lag_window_ms = self.lag_window_ms, 0.0
         # Unsent bytes in the transports: what clients have not read yet (sampled once a second).
         buffered = [b for s in self.core.sessions.values() if (b := _unsent(s))]
@@ -345,30 +355,20 @@ class GatewayServer:
             "loop": loop_name(self.loop),
             "writer_mode": self.writer_mode,
             "zmq_bridge": self.links.mode,
-            "sessions": len(self.core.sessions),
-            "players": len(self.core.players),
-            "rooms": len(self.core.rooms),
-            "members": members,
-            "pending_requests": len(self.core.pending),
-            "incarnation": self.core.incarnation,
-            "shards": {str(self.config.shard_ids[k]): h.as_dict(time.monotonic())
-                       for k, h in enumerate(self.core.health)},
+            **self.core.figures(),
+            **self.stats.as_dict(),
             "writes": writes,
-            "mid_pass_answers": self.mid_pass_answers,
             "writer": self.writer.stats() if self.writer is not None else None,
-            "bytes_out": self.bytes_out,
             "send_buffer_bytes": sum(buffered),
             "send_buffer_sessions": len(buffered),
             "send_buffer_peak_bytes": self.send_buffer_peak,
             "send_buffer_peak_sessions": self.send_buffer_peak_sessions,
             "db_pool": self.db.pool.stats(),
-            "logins_in_flight": self.core.logins_in_flight,
             "db_threads": self.offload_timers[DB].as_dict(),
             "hash_threads": self.offload_timers[CPU].as_dict(),
             "loop_lag_ms": lag_window,
             "loop_lag_max_ms": self.lag_max_ms,
             "zmq": self.links.stats.as_dict(),
-            **self.core.stats.as_dict(),
             **rates,
         })
 
@@ -388,6 +388,7 @@ class GatewayServer:
             self.lag_window_ms = max(self.lag_window_ms, lag)
             if now >= next_tick:
                 self.core.tick()
+                self.poke()
                 next_tick = now + 0.25
             if now >= next_publish:
                 self.publish()
@@ -421,6 +422,7 @@ async def serve(config: ClusterConfig, gateway_id: int, node: str = "") -> None:
         cpu_executor.shutdown(wait=False)
         raise
     server.core.start()  # the first heartbeat goes out before any client traffic
+    server.flush()
     stop = asyncio.Event()
     _install_stop(loop, stop.set)
     same_port = [g for g in config.gateways if (g.host, g.port) == (spec.host, spec.port)]

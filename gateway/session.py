@@ -10,12 +10,14 @@ joined, and a flooding client is held back by TCP instead of by our memory.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatcluster.common.frames import FrameDecoder
 from chatcluster.gateway.guard import TokenBucket
 from chatcluster.proto import chat_pb2
+
+if TYPE_CHECKING:
+    from chatcluster.gateway.requests import Request
 
 
 class State(enum.Enum):
@@ -27,19 +29,6 @@ class State(enum.Enum):
 
 class InvalidTransition(RuntimeError):
     """A bug: the gateway tried a state change the state machine does not allow."""
-
-
-@dataclass(slots=True)
-class Pending:
-    """A request waiting for the database or a shard."""
-
-    op: str                    # login | create | join | list
-    request: int               # gateway-wide request id (0 for login)
-    deadline: float
-    shard: int = -1            # which shard answers (create, join)
-    waiting: set[int] = field(default_factory=set)      # list: shards yet to answer
-    rooms: list[Any] = field(default_factory=list)      # list: RoomInfo collected so far
-    name: str = ""             # login: the player's name; create: the room's name
 
 
 class Session:
@@ -54,7 +43,7 @@ class Session:
         self.player: chat_pb2.Player | None = None
         self.room_id = 0
         self.room_shard = -1
-        self.pending: Pending | None = None
+        self.pending: Request | None = None  # the request it waits for (gateway/requests.py)
         self.decoder = decoder
         self.out: list[bytes] = []   # frames to write at the end of this loop pass
         self.dirty = False           # already on the gateway's list of sessions to flush
@@ -100,6 +89,14 @@ class Session:
 
     def close(self) -> None:
         self.state = State.CLOSED
+
+    # ---- output -----------------------------------------------------------
+    def take_out(self) -> bytes:
+        """Everything queued for this session as one bytes object (one write), leaving `out` empty."""
+        out = self.out
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        return data
 
     def _require(self, *states: State) -> None:
         if self.state not in states:

@@ -6,9 +6,12 @@ from chatcluster.common.storage.database import (
     Database,
     LoginResult,
     SchemaError,
+    drive_steps,
     login_steps,
     open_database,
     run_steps,
 )
 
-__all__ = ["CPU", "DB", "Database", "LoginResult", "SchemaError", "login_steps", "open_database", "run_steps"]
+__all__ = [
+    "CPU", "DB", "Database", "LoginResult", "SchemaError", "drive_steps", "login_steps", "open_database", "run_steps",
+]

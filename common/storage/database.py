@@ -239,15 +239,45 @@ def login_steps(db: Database, name: str, password: str, register: bool) -> Gener
     return LoginResult(True, player_id, "Login successful.")
 
 
+def drive_steps(steps: Generator[Step, Any, LoginResult], run: Callable[[str, Callable[..., Any], tuple,
+                                                                     Callable[[Any], None]], None],
+                done: Callable[[LoginResult | BaseException], None]) -> None:
+    """Drive login_steps: run(kind, fn, args, resume) does a step, now or later, and calls resume with
+    its value or the exception it raised; done gets the outcome. One driver for every caller: the
+    gateway's thread pools answer later, run_steps() answers at once."""
+
+    def resume(value: Any) -> None:
+        try:
+            if isinstance(value, BaseException):
+                kind, fn, args = steps.throw(value)
+            else:
+                kind, fn, args = steps.send(value)
+        except StopIteration as finished:
+            done(finished.value)
+            return
+        except Exception as exc:  # noqa: BLE001 - the step's own failure is the outcome
+            done(exc)
+            return
+        run(kind, fn, args, resume)
+
+    resume(None)
+
+
 def run_steps(steps: Generator[Step, Any, LoginResult]) -> LoginResult:
     """Drive login_steps on the calling thread."""
-    value: Any = None
-    while True:
+    outcome: list[LoginResult | BaseException] = []
+
+    def run(kind: str, fn: Callable[..., Any], args: tuple, resume: Callable[[Any], None]) -> None:
         try:
-            _, fn, args = steps.send(value)
-        except StopIteration as done:
-            return done.value
-        value = fn(*args)
+            value = fn(*args)
+        except Exception as exc:  # noqa: BLE001 - handed back into the steps, as a pool would
+            value = exc
+        resume(value)
+
+    drive_steps(steps, run, outcome.append)
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
 
 
 def open_database(url: str, pool_size: int = 4, scrypt_n: int = passwords.DEFAULT_N) -> Database:

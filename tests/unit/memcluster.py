@@ -11,10 +11,11 @@ from collections import deque
 from pathlib import Path
 
 from chatcluster.common.config import Limits
-from chatcluster.common.envelope import iter_items, parse
+from chatcluster.common.envelope import iter_items
 from chatcluster.common.frames import MAX_FRAME, SERVER_IDS, FrameDecoder, decode_body, encode
 from chatcluster.common.storage import Database
 from chatcluster.gateway.core import GatewayCore
+from chatcluster.gateway.output import AllocateRoom, Close, Effect, Login, PauseReading, ResumeReading
 from chatcluster.gateway.session import Session
 from chatcluster.proto import chat_pb2
 from chatcluster.shards.rooms import Outbox, RoomBook
@@ -61,63 +62,57 @@ class Client:
 
 
 class Gateway:
-    """GatewayIO of one GatewayCore, wired to the cluster's queues."""
+    """Drives one GatewayCore as the asyncio adapter does: inputs in, then its outputs taken and carried out."""
 
     def __init__(self, cluster: MemCluster, name: bytes, **core_options) -> None:
         self.cluster = cluster
         self.name = name
-        self.core = GatewayCore(self, list(range(len(cluster.shards))), cluster.limits, **core_options)
+        self.core = GatewayCore(list(range(len(cluster.shards))), cluster.limits, **core_options)
         self.clients: dict[int, Client] = {}
         self.paused: set[int] = set()
-        self.flush_scheduled = False
 
     def connect(self) -> Client:
-        self._opening: list[Client] = []
         session = self.core.open_session(peer="test")
         client = self.clients[session.id] = Client(self, session)
-        for early in self._opening:  # closed while opening (a server shutting down)
-            client.receive(early)
-            client.closed = True
+        self.flush()  # a refused connection gets its S_ERROR and its close now
         return client
 
-    # GatewayIO
-    def to_shard(self, shard: int, kind: int, payload: bytes) -> None:
-        self.cluster.to_shards.append((self, shard, kind, payload))
+    def flush(self) -> bool:
+        """Carry out what the core queued, in the adapter's order; False if there was nothing."""
+        if not self.core.has_output:
+            return False
+        output = self.core.take_output()
+        for shard, data in output.envelopes:
+            self.cluster.to_shards.append((self, shard, data))
+        for session in output.writes:
+            if session.out:
+                self.clients[session.id].receive(session.take_out())
+        for effect in output.effects:
+            self._carry_out(effect)
+        return True
 
-    def login(self, session_id: int, name: str, password: str) -> None:
-        self.cluster.db_jobs.append((self.core.on_login_done, session_id,
-                                     lambda: self.cluster.db.login(name, password, self.core.registration_open)))
-
-    def allocate_room(self, request: int, name: str, creator_id: int) -> None:
-        self.cluster.db_jobs.append((self.core.on_room_allocated, request,
-                                     lambda: self.cluster.db.allocate_room(name, creator_id)))
-
-    def schedule_flush(self) -> None:
-        self.flush_scheduled = True
-
-    def close(self, session: Session, abort: bool = False) -> None:
-        client = self.clients.get(session.id)
-        if client is None:
-            self._opening.append(b"".join(session.out))
-            session.out.clear()
-            return
-        if not abort and session.out:
-            client.receive(b"".join(session.out))
-        session.out.clear()
-        client.closed = True
-
-    def pause_reading(self, session: Session) -> None:
-        self.paused.add(session.id)
-
-    def resume_reading(self, session: Session) -> None:
-        self.paused.discard(session.id)
-
-    def flush(self) -> None:
-        self.flush_scheduled = False
-        for session in self.core.take_dirty():
-            if session.out and not session.closed:
-                self.clients[session.id].receive(b"".join(session.out))
-            session.out.clear()
+    def _carry_out(self, effect: Effect) -> None:
+        core, cluster = self.core, self.cluster
+        if isinstance(effect, Close):
+            client = self.clients[effect.session.id]
+            if effect.session.out and not effect.abort:
+                client.receive(effect.session.take_out())
+            effect.session.out.clear()
+            client.closed = True
+        elif isinstance(effect, PauseReading):
+            self.paused.add(effect.session.id)
+        elif isinstance(effect, ResumeReading):
+            self.paused.discard(effect.session.id)
+        elif isinstance(effect, Login):
+            name, password = effect.name, effect.password
+            cluster.db_jobs.append((core.on_login_done, effect.request,
+                                    lambda: cluster.db.login(name, password, core.registration_open)))
+        elif isinstance(effect, AllocateRoom):
+            name, creator = effect.name, effect.creator_id
+            cluster.db_jobs.append((core.on_room_allocated, effect.request,
+                                    lambda: cluster.db.allocate_room(name, creator)))
+        else:
+            raise TypeError(f"unknown effect {effect!r}")
 
 
 class MemCluster:
@@ -151,16 +146,15 @@ class MemCluster:
                 done(key, result)
                 progress = True
             while shards and self.to_shards:
-                gw, shard, kind, payload = self.to_shards.popleft()
+                gw, shard, data = self.to_shards.popleft()
                 progress = True
                 if shard in self.silent:
                     continue
                 out = Outbox()
-                self.states[shard].handle(gw.name, kind, parse(kind, payload), out, now=0.0)
+                self.states[shard].receive(gw.name, data, out, now=0.0)
                 self._deliver(shard, out)
             for gw in self.gateways:
-                if gw.flush_scheduled or gw.core.dirty:
-                    gw.flush()
+                progress = gw.flush() or progress
 
     @property
     def shards(self) -> list[RoomBook]:

@@ -80,7 +80,7 @@ def test_a_silent_shard_answers_unavailable_at_once_and_recovers(setup):
     cluster.silent.add(shard)
     now[0] += 4
     gw.core.tick()
-    assert gw.core.shard_down(shard)
+    assert gw.core.shards.down(shard)
     a.chat("while down")
     gw.flush()
     assert a.one(pb.S_ERROR).code == ErrorCode.UNAVAILABLE
@@ -95,7 +95,7 @@ def test_a_silent_shard_answers_unavailable_at_once_and_recovers(setup):
     now[0] += 1.5
     gw.core.tick()
     cluster.run()
-    assert not gw.core.shard_down(shard)  # back, same incarnation: nothing to rebuild
+    assert not gw.core.shards.down(shard)  # back, same incarnation: nothing to rebuild
     assert gw.core.stats.rebuilds == 0
     b.take()
     a.chat("back")
