@@ -292,3 +292,36 @@ def test_a_bug_of_ours_escapes_the_worker_loop(worker, monkeypatch):
     router = FakeRouter([GW_A, chat_batch(4, 1, "hi")])
     with pytest.raises(KeyError):
         worker._drain(router, router.recv(), now=0.0)
+
+
+# ---- the chat log's writer ---------------------------------------------------------------------
+def wait_until(condition, timeout: float = 10.0) -> None:
+    import time
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_the_chat_log_writes_the_file_at_once_and_the_database_in_large_batches(tmp_path):
+    from chatcluster.common.storage import Database
+    from chatcluster.shards.chatlog import ChatLog, RotatingLines
+    db = Database(f"sqlite:///{tmp_path}/chat.db", pool_size=1)
+    db.migrate()
+    log = ChatLog(db, RotatingLines(tmp_path / "shard-0.log"), flush_interval=0.001, db_interval=600, db_min_rows=100)
+    try:
+        log.append(1, 1, 7, "first", 1)
+        wait_until(lambda: log.stats()["db_rows"] == 1)  # after a quiet spell the first row goes at once
+        for seq in range(2, 101):
+            log.append(1, seq, 7, f"m{seq}", seq)
+        wait_until(lambda: log.stats()["file_lines"] == 100)
+        assert log.stats()["db_rows"] == 1 and log.stats()["backlog"] == 99  # waiting for a larger batch
+        log.append(1, 101, 7, "the hundredth waiting", 101)
+        wait_until(lambda: log.stats()["db_rows"] == 101)
+        assert log.stats()["db_batches"] == 2
+        for seq in range(102, 111):
+            log.append(1, seq, 7, f"m{seq}", seq)
+    finally:
+        assert log.close()  # the rest goes on close, whatever the interval
+    assert db.chat_summary() == {1: (110, 1, 110)}
+    db.close()
