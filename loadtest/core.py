@@ -8,6 +8,7 @@ tested by feeding it frames.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from google.protobuf.message import DecodeError, Message
@@ -37,6 +38,7 @@ SETUP_REPLIES = frozenset({int(MsgId.S_LOGIN_RES), int(MsgId.S_CREATE_ROOM_RES),
                            _ERROR})
 MAX_ERROR_SAMPLES = 10
 
+monotonic_ns = time.monotonic_ns
 _NTF_FROM_STRING = chat_pb2.S_ROOM_CHAT_NTF.FromString
 
 ReplyHandler = Callable[[int, Message], None]
@@ -66,8 +68,8 @@ class BenchClient:
     or the due time with latency_from="schedule").
     """
 
-    __slots__ = ("index", "clients", "name", "counters", "hist", "on_reply", "pending", "player_id", "room_id",
-                 "members", "seq", "outstanding", "sent_n", "error_samples", "broken")
+    __slots__ = ("index", "clients", "name", "counters", "hist", "on_reply", "on_broken", "pending", "player_id",
+                 "room_id", "members", "seq", "outstanding", "sent_n", "error_samples", "broken")
 
     def __init__(self, index: int, name: str, counters: Counters, hist: HdrHistogram, clients: int,
                  on_reply: ReplyHandler | None = None, error_samples: list[str] | None = None) -> None:
@@ -77,6 +79,7 @@ class BenchClient:
         self.counters = counters
         self.hist = hist
         self.on_reply = on_reply
+        self.on_broken: Callable[[], None] | None = None  # the stream cannot be framed any further
         self.pending = b""
         self.player_id = 0
         self.room_id = 0
@@ -112,8 +115,8 @@ class BenchClient:
         return frame
 
     # ---- bytes received ----------------------------------------------------------
-    def receive(self, data: bytes, now_ns: int) -> None:
-        """Account for one read from the socket; every frame in it arrived at now_ns.
+    def receive(self, data: bytes, now_ns: int | None = None) -> None:
+        """Account for one read from the socket; every frame in it arrived at now_ns (default: now).
 
         This is the load generator's hot path, run once per delivery: frames
         are cut here rather than by a FrameDecoder call each, a notification is
@@ -122,6 +125,8 @@ class BenchClient:
         bound), and the common case, the next seq of another client's message,
         is handled inline with local variables. Anything unusual goes to a method.
         """
+        if now_ns is None:
+            now_ns = monotonic_ns()
         c = self.counters
         c.io_r += 1
         c.bytes_r += len(data)
@@ -180,6 +185,8 @@ class BenchClient:
             self.broken = True
             pos = end
             self._sample_error(f"{self.name}: framing error: {exc.message}")
+            if self.on_broken is not None:
+                self.on_broken()
         finally:
             self.pending = data[pos:] if pos < end else b""
             seq_check.last = last

@@ -55,7 +55,12 @@ class WorkerSpec:
 
 
 class BenchProtocol(asyncio.Protocol):
-    """Moves bytes between one TCP connection and its BenchClient, and waits for one setup reply at a time."""
+    """Moves bytes between one TCP connection and its BenchClient, and waits for one setup reply at a time.
+
+    The client's own receive() is the data_received of this protocol (one
+    Python call per read, not two): it reads the clock itself and calls
+    back to close a stream it cannot frame.
+    """
 
     def __init__(self, client: BenchClient, worker: Worker) -> None:
         self.client = client
@@ -63,16 +68,16 @@ class BenchProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.alive = False
         self.waiter: asyncio.Future | None = None
+        self.data_received = client.receive  # type: ignore[method-assign]
         client.on_reply = self._on_reply
+        client.on_broken = self._close
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.alive = True
 
-    def data_received(self, data: bytes) -> None:
-        client = self.client
-        client.receive(data, monotonic_ns())
-        if client.broken and self.transport is not None:
+    def _close(self) -> None:
+        if self.transport is not None:
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
