@@ -13,7 +13,8 @@ from pathlib import Path
 import click
 
 from chatcluster import __version__
-from chatcluster.common.config import DEFAULT_DATA_DIR, DEFAULT_PORT, RUN_FILE, ClusterConfig, Limits
+from chatcluster.common.config import DEFAULT_DATA_DIR, DEFAULT_PORT, RUN_FILE, ClusterConfig, Limits, auto_shards
+from chatcluster.common.options import SHARDS
 from chatcluster.loadtest.cli import bench
 
 
@@ -25,7 +26,8 @@ def main() -> None:
 
 # ---------------------------------------------------------------------------- up
 @main.command()
-@click.option("--shards", type=click.IntRange(1, 256), default=4, show_default=True, help="shard processes")
+@click.option("--shards", type=SHARDS, default="auto", show_default=True,
+              help=f"shard processes (auto: one per two cores, at least one; here {auto_shards()})")
 @click.option("--gateways", type=click.IntRange(1, 64), default=1, show_default=True,
               help="gateway processes sharing the client port (Linux SO_REUSEPORT spreads connections)")
 @click.option("--host", default="127.0.0.1", show_default=True, help="address clients connect to")

@@ -25,6 +25,17 @@ RUN_FILE = "run/cluster.json"
 SUN_PATH_MAX = 100  # AF_UNIX paths must stay under ~107 bytes; keep a margin
 
 
+def auto_shards(cores: int | None = None) -> int:
+    """Shards for one host: one per two cores, at least one.
+
+    The gateway needs about as much CPU as the shards together (its socket
+    writes are most of a chat's cost), and every extra shard process adds
+    wake-ups and ZeroMQ sends per message; on two cores one shard is both the
+    cheapest per message and the lowest in latency (docs/PERFORMANCE.md).
+    """
+    return max(1, (cores if cores is not None else os.cpu_count() or 2) // 2)
+
+
 @dataclass
 class Limits:
     """Every bound a client can run into. Each is counted where it bites."""

@@ -77,3 +77,23 @@ def test_member_list_of_a_full_room_fits_one_frame():
     check_limits(Limits())
     with pytest.raises(ValueError):
         check_limits(Limits(max_members=5000))
+
+
+def test_auto_shards_is_one_per_two_cores_and_at_least_one():
+    from chatcluster.common.config import auto_shards
+
+    assert [auto_shards(cores) for cores in (1, 2, 3, 4, 8, 64)] == [1, 1, 1, 2, 4, 32]
+
+
+def test_the_shards_option_takes_a_number_or_auto():
+    import click
+    import pytest
+
+    from chatcluster.common.config import auto_shards
+    from chatcluster.common.options import SHARDS
+
+    assert SHARDS.convert("auto", None, None) == auto_shards()
+    assert SHARDS.convert("3", None, None) == 3
+    for bad in ("0", "257", "many"):
+        with pytest.raises(click.BadParameter):
+            SHARDS.convert(bad, None, None)
