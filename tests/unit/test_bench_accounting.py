@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from chatcluster.common.frames import HEADER, MsgId, decode_body, encode
@@ -200,6 +202,51 @@ def test_an_undecodable_body_is_counted_and_the_stream_goes_on():
     c = client.counters
     assert c.undecodable == 1 and c.deliveries == 2 and client.seq.last == 1 and not client.broken
 
+
+
+def test_a_bad_size_in_a_partial_header_breaks_the_stream_and_asks_to_close_it_once():
+    client = make_client()
+    closes = []
+    client.on_broken = lambda: closes.append(1)
+    client.receive(ntf(1, sender_index=0) + HEADER.pack(3, 9)[:2], 0)   # a size below the header, then nothing
+    assert client.broken and closes == [1]
+    c = client.counters
+    assert c.undecodable == 1 and c.deliveries == 1 and client.seq.last == 1
+
+
+def test_a_client_id_from_the_server_is_a_framing_error():
+    client = make_client()
+    client.receive(HEADER.pack(4, MsgId.C_LOGIN_REQ), 0)
+    assert client.broken and client.counters.undecodable == 1 and client.counters.frames_r == 2
+
+
+def test_replies_and_notifications_split_at_every_byte_keep_their_order():
+    client = make_client(index=1, members=2)
+    client.chat_frame(0, True, "x", clock_ns=0)
+    join = encode(pb.S_JOIN_ROOM_NTF(room_id=ROOM, player=pb.Player(player_id=9, name="late")))
+    data = ntf(1, sender_index=0) + join + ntf(2, sender_index=1) + ntf(3, sender_index=2)
+    for i in range(len(data)):
+        client.receive(data[i:i + 1], now_ns=1_000)
+    c = client.counters
+    assert client.members == 3 and client.seq.last == 3 and client.pending == b""
+    assert (c.frames_r, c.deliveries, c.own_received, c.latencies, c.delivered) == (2 + 4, 3, 1, 1, 3)
+    assert not errors(c)
+
+
+def test_the_read_time_defaults_to_the_monotonic_clock():
+    client = make_client(index=1)
+    client.chat_frame(0, True, "x", clock_ns=time.monotonic_ns())
+    client.receive(ntf(1, sender_index=1, n=0))
+    assert client.counters.latencies == 1 and client.hist.get_total_count() == 1
+
+
+def test_a_body_of_another_message_type_is_undecodable_not_a_delivery_of_the_room():
+    client = make_client()
+    body = pb.S_ERROR(code=pb.BAD_REQUEST, message="x" * 3).SerializeToString()   # "xxx" is no Player
+    client.receive(HEADER.pack(4 + len(body), MsgId.S_ROOM_CHAT_NTF) + body + ntf(1, sender_index=0), 0)
+    c = client.counters
+    assert c.deliveries == 2 and c.delivered == 1 and client.seq.last == 1
+    assert c.undecodable == 1 and c.wrong_room == 0
 
 # ---------------------------------------------------------------------------- counters
 def test_counter_sums_differences_and_failures():
