@@ -74,13 +74,13 @@ TRAFFIC = [
     _figure("CPU%", "cpu_percent"),
 ]
 QUEUES = [
-    NAME,
+    NAME, STATE,
     _figure("zmq in/s", "zmq_in_per_s"),
     _figure("zmq out/s", "zmq_out_per_s"),
     _figure("zmq queue", "zmq", "backlog"),
     _figure("writer blocked", "writer", "blocked_now"),  # sessions with a full socket
-    ("jobs enq/s", "right", lambda r: _num(r.get("envelopes_per_s", r.get("frames_in_per_s")))),
-    ("exec/s", "right", lambda r: _num(r.get("envelopes_per_s", r.get("frames_in_per_s")))),
+    # A gateway's jobs are the client frames it takes in, a shard's the envelopes it executes.
+    ("jobs/s", "right", lambda r: _num(r.get("envelopes_per_s", r.get("frames_in_per_s")))),
     _figure("q-peak", "jobs_peak"),
     ("db use/size", "right", lambda r: _pool(r)),
     ("db wait max ms", "right", lambda r: _num(_pool_stat(r, "acquire_wait_max_ms"), ".1f")),
@@ -93,7 +93,7 @@ QUEUES = [
 
 #: What the bounds refused or dropped, and the faults handled, since each process started.
 LIMITS = [
-    NAME,
+    NAME, STATE,
     _figure("slow cons.", "slow_consumers"),
     _figure("rate ltd", "rate_limited"),
     _figure("floods", "floods"),

@@ -1,10 +1,10 @@
 """Client writes from a writer thread, so the kernel's send work leaves the event loop.
 
-At the seed load the gateway loop spent ~60 % of its time inside
-`transport.write`: a loopback send costs 10-20 µs of kernel time (the
-receiver's TCP processing runs on the sending CPU), and a pass writes every
-one of 500 sessions. A chat then waited for the pass that read it, the shard,
-and the whole next pass's writes: about two passes. With a Writer, the loop
+At the seed load most of the gateway loop's time is inside `transport.write`:
+a loopback send is expensive kernel work (the receiver's TCP processing runs
+on the sending CPU), and a pass writes every session of every busy room. A
+chat then waits for the pass that read it, the shard, and the whole next
+pass's writes (docs/PERFORMANCE.md has the figures). With a Writer, the loop
 thread only appends each session's coalesced bytes to a queue; the writer
 thread takes everything queued, sends it in one `send_many` call that holds
 no GIL (gateway/_sendmany.c), and the loop goes on reading and routing on the

@@ -95,7 +95,7 @@ def open_writer(mode: str, loop: asyncio.AbstractEventLoop) -> Writer | None:
     """The writer thread (--writer thread), or None: the loop writes (auto, loop).
 
     auto is the loop: on the 2-core machine the figures come from, the writer
-    thread lost at the seed profile and below (README, Performance).
+    thread lost at the seed profile and below (docs/PERFORMANCE.md).
     """
     if mode in ("auto", "loop"):
         return None
@@ -219,7 +219,7 @@ class GatewayServer:
         links = self.links.stats
         for n, session in enumerate(sessions):  # the hot loop
             if take_arrived is not None and n and not n % ANSWERS_EVERY:
-                # A write phase of ~500 sessions takes several ms, longer than a shard's round trip.
+                # A long write phase outlasts a shard's round trip: answers that came meanwhile go out now.
                 before = links.received
                 take_arrived()
                 if links.received != before:

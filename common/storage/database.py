@@ -105,8 +105,8 @@ class Database:
         """Check a password, or create the account when the name is new and registration is open.
 
         Blocking; the gateway runs the same steps (login_steps) across its
-        database and CPU thread pools instead, so a 50 ms scrypt never holds a
-        database thread.
+        database and CPU thread pools instead, so a password hash never holds
+        a database thread.
         """
         return run_steps(login_steps(self, name, password, register))
 
