@@ -60,12 +60,18 @@ class BenchOptions:
 # ---------------------------------------------------------------------------- the workers
 
 class Hub:
-    """The parent's end of the worker pipes."""
+    """The parent's end of the worker pipes.
+
+    A worker exits once it has sent its final figures, so from then on its
+    pipe is at end-of-file: that is the end of its work, not a death, and
+    the hub stops listening to it.
+    """
 
     def __init__(self, conns: list[Connection], procs: list[multiprocessing.process.BaseProcess]) -> None:
         self.conns = conns
         self.procs = procs
         self._index = {id(c): k for k, c in enumerate(conns)}
+        self.finished: set[int] = set()
 
     def broadcast(self, *msg: object) -> None:
         for conn in self.conns:
@@ -74,7 +80,8 @@ class Hub:
     def recv(self, timeout: float) -> list[tuple]:
         """Messages waiting now (or within timeout); raises RunAborted on a worker's error or death."""
         out = []
-        for conn in wait(self.conns, timeout):
+        listening = [c for k, c in enumerate(self.conns) if k not in self.finished]
+        for conn in wait(listening, timeout):
             k = self._index[id(conn)]
             try:
                 msg = conn.recv()
@@ -83,6 +90,8 @@ class Hub:
                 raise RunAborted(f"load-generator worker {k} exited (exit code {self.procs[k].exitcode})") from None
             if msg[0] == "error":
                 raise RunAborted(msg[2])
+            if msg[0] == "final":
+                self.finished.add(k)
             out.append(msg)
         return out
 
