@@ -25,6 +25,7 @@ ITEM = struct.Struct("<BI")
 CHAT_HEAD = struct.Struct("<QQ")      # room_id, session
 DELIVER_HEAD = struct.Struct("<QQQ")  # room_id, except_session (0: nobody), seq (0: a notice)
 _CHAT_ITEM = struct.Struct("<BIQQ")   # ITEM and CHAT_HEAD in one call
+_CHAT_HEAD_SIZE = CHAT_HEAD.size
 
 
 class Kind(IntEnum):
@@ -61,6 +62,9 @@ PAYLOAD_TYPES: dict[int, type[Message]] = {
 }
 
 
+_CHAT = int(Kind.CHAT)
+
+
 class EnvelopeError(PeerError):
     """A batch that does not parse: a peer of another version or a foreign process, never a client's doing."""
 
@@ -81,7 +85,7 @@ class Batch:
 
     def add_chat(self, room_id: int, session: int, body: bytes) -> None:
         """A CHAT envelope: the client's body goes on unparsed, behind a fixed header."""
-        self._parts.append(_CHAT_ITEM.pack(Kind.CHAT, CHAT_HEAD.size + len(body), room_id, session))
+        self._parts.append(_CHAT_ITEM.pack(_CHAT, _CHAT_HEAD_SIZE + len(body), room_id, session))
         self._parts.append(body)
         self.count += 1
 

@@ -125,7 +125,8 @@ class FrameDecoder:
                 self._check_size(buf[pos] | buf[pos + 1] << 8)
             return None
         size, msg_id = HEADER.unpack_from(buf, pos)
-        self._check_size(size)
+        if size < HEADER_SIZE or size > self.max_size:
+            self._check_size(size)
         if msg_id not in self.accept:
             raise ProtocolError(ErrorCode.BAD_REQUEST, f"unknown message id {msg_id}")
         end = pos + size

@@ -58,6 +58,8 @@ from chatcluster.proto import chat_pb2, cluster_pb2
 log = logging.getLogger("chatcluster.gateway")
 
 C_ROOM_CHAT_REQ = int(MsgId.C_ROOM_CHAT_REQ)
+IN_ROOM = State.IN_ROOM
+CLOSED = State.CLOSED
 DELIVER = int(Kind.DELIVER)
 PEER_CLOSED = "connection closed by peer"
 NEVER = float("inf")
@@ -145,10 +147,9 @@ class GatewayCore:
             self._drop(session, PEER_CLOSED)
 
     def on_data(self, session: Session, data: bytes) -> None:
-        if session.closed:
-            return
-        session.decoder.feed(data)
-        self._pump(session)
+        if session.state is not CLOSED:
+            session.decoder.feed(data)
+            self._pump(session)
 
     def on_slow_consumer(self, session: Session, queued: int) -> None:
         """The client stopped reading and its queue passed the bound: drop it, not the room."""
@@ -162,10 +163,11 @@ class GatewayCore:
     def _pump(self, session: Session) -> None:
         """Handle buffered frames until none is left or the session must wait for an answer."""
         decoder = session.decoder
+        next_frame = decoder.next_frame
         stats = self.stats
         try:
-            while session.pending is None and session.state is not State.CLOSED:
-                frame = decoder.next_frame()
+            while session.pending is None and session.state is not CLOSED:
+                frame = next_frame()
                 if frame is None:
                     break
                 msg_id, body = frame
@@ -176,7 +178,7 @@ class GatewayCore:
                         self._rate_limited(session)
                         continue
                     session.refused_streak = 0
-                if msg_id == C_ROOM_CHAT_REQ and session.state is State.IN_ROOM:
+                if msg_id == C_ROOM_CHAT_REQ and session.state is IN_ROOM:
                     # The hot path: the shard decodes and checks the body; we only route it.
                     shard = session.room_shard
                     if self.shards.health[shard].down:
@@ -185,7 +187,7 @@ class GatewayCore:
                     if self.verbose:
                         log.debug("%sC_ROOM_CHAT_REQ body=%d", logs.ctx(session.id, session.player_id,
                                                                           session.room_id), len(body))
-                    self.outbox.chat(shard, session.room_id, session.id, body)
+                    self.outbox.batches[shard].add_chat(session.room_id, session.id, body)
                     stats.chats_in += 1
                 else:
                     self._request(session, msg_id, body)
@@ -195,7 +197,8 @@ class GatewayCore:
             self.send_error(session, exc.code, exc.message)
             self._drop(session, "protocol error")
             return
-        if session.closed:
+        self.outbox.ready = True  # cheaper to say once than to ask whether a chat went out
+        if session.state is CLOSED:
             return
         if session.pending is not None and decoder.buffered:
             if not session.paused:

@@ -106,10 +106,6 @@ class Outbox:
         self.batches[shard].add(kind, payload)
         self.ready = True
 
-    def chat(self, shard: int, room_id: int, session: int, body: bytes) -> None:
-        self.batches[shard].add_chat(room_id, session, body)
-        self.ready = True
-
     def effect(self, effect: Effect) -> None:
         self.effects.append(effect)
         self.ready = True
