@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chatcluster.common.frames import HEADER, MsgId, decode_body, encode
 from chatcluster.loadtest.accounting import (
@@ -214,9 +217,10 @@ def test_a_bad_size_in_a_partial_header_breaks_the_stream_and_asks_to_close_it_o
     assert c.undecodable == 1 and c.deliveries == 1 and client.seq.last == 1
 
 
-def test_a_client_id_from_the_server_is_a_framing_error():
+@pytest.mark.parametrize("kind", [MsgId.C_LOGIN_REQ, 0x0100 | MsgId.S_ROOM_CHAT_NTF, 0])
+def test_an_id_a_server_does_not_send_is_a_framing_error(kind: int):
     client = make_client()
-    client.receive(HEADER.pack(4, MsgId.C_LOGIN_REQ), 0)
+    client.receive(HEADER.pack(4, kind), 0)
     assert client.broken and client.counters.undecodable == 1 and client.counters.frames_r == 2
 
 
@@ -300,3 +304,32 @@ def test_latency_buckets_are_the_seeds_disjoint_bins():
             record_us(h, v)
     assert latency_buckets(h) == {"<=100us": 5, "<=500us": 5, "<=1ms": 6, "<=5ms": 7, "<=50ms": 8, ">50ms": 8}
     assert sum(latency_buckets(new_histogram()).values()) == 0
+
+
+# ---------------------------------------------------------------------------- however TCP cuts the stream
+_frames = st.lists(st.one_of(
+    st.builds(lambda seq, sender, measured: ntf(seq, sender_index=sender, n=seq, measured=measured),
+              st.integers(1, 300), st.integers(0, CLIENTS - 1), st.booleans()),
+    st.builds(lambda pid: encode(pb.S_JOIN_ROOM_NTF(room_id=ROOM, player=pb.Player(player_id=pid, name="j"))),
+              st.integers(1, 10**6)),
+    st.builds(lambda t: encode(pb.S_PONG(client_time_us=t, server_time_us=t)), st.integers(0, 2**64 - 1)),
+    st.just(HEADER.pack(7, MsgId.S_ROOM_CHAT_NTF) + b"\xff\xff\xff"),
+), max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(frames=_frames, cuts=st.lists(st.integers(0, 4000), max_size=8))
+def test_counts_do_not_depend_on_where_the_reads_end(frames: list[bytes], cuts: list[int]):
+    data = b"".join(frames)
+    whole, pieces = make_client(index=1), make_client(index=1)
+    for client in (whole, pieces):
+        for n in range(3):
+            client.chat_frame(n, True, "x", clock_ns=0)
+    whole.receive(data, 10_000)
+    bounds = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
+    for a, b in itertools.pairwise(bounds):
+        pieces.receive(data[a:b], 10_000)
+    assert pieces.counters.as_dict() | {"io_r": 0} == whole.counters.as_dict() | {"io_r": 0}
+    assert (pieces.members, pieces.seq.last, pieces.outstanding) == (whole.members, whole.seq.last, whole.outstanding)
+    assert whole.counters.frames_r == 2 + len(frames) and pieces.pending == b""
+    assert whole.counters.deliveries == sum(f[2] == MsgId.S_ROOM_CHAT_NTF for f in frames)
