@@ -186,9 +186,11 @@ def clients_of(worker: int, procs: int, clients: int) -> range:
 def auto_procs(profile: Profile, cpus: int) -> int:
     """Enough load-generator processes that none is saturated, never more than the cores.
 
-    What costs the load generator CPU is receiving: about 2-3 us of Python per
-    delivery. One process is enough below 200 clients and 100 k deliveries/s;
-    above that (the seed profile: 500 clients, 250 k/s) the work is split in two.
+    What costs the load generator CPU is receiving: about 3.5 us per delivery,
+    some 40 % of it in the kernel's reads (see the README's Cost). One process
+    is enough below 200 clients and 100 k deliveries/s; above that (the seed
+    profile: 500 clients, 250 k/s) the work is split in two, so that neither
+    process is saturated and queues what it reads.
     """
     if profile.clients < 200 and profile.target_deliveries_per_s < 100_000:
         return 1
