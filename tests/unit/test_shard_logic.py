@@ -325,3 +325,42 @@ def test_the_chat_log_writes_the_file_at_once_and_the_database_in_large_batches(
         assert log.close()  # the rest goes on close, whatever the interval
     assert db.chat_summary() == {1: (110, 1, 110)}
     db.close()
+
+
+def test_what_arrives_during_the_wake_gap_is_handled_in_one_wake_up(tmp_path, monkeypatch):
+    """A real ROUTER loop: the first message wakes the shard; the nine sent while it waits out the gap share one."""
+    import threading
+
+    import zmq
+
+    from chatcluster.common import procutil
+    from chatcluster.shards.worker import ShardWorker
+    from chatcluster.spawn import free_port_block
+
+    monkeypatch.setattr(procutil, "tune_runtime", lambda *a, **k: None)  # process-wide GC settings: not in pytest
+    config = ClusterConfig.single_host(shards=1, port=free_port_block(3), data_dir=str(tmp_path))
+    config.chat_log = False
+    worker = ShardWorker(config, 0, wake_gap=0.5)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.setsockopt(zmq.IDENTITY, GW_A)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.setsockopt(zmq.RCVTIMEO, 5000)
+    try:
+        dealer.connect(config.shard(0).endpoint)
+        create = Batch()
+        create.add(Kind.CREATE, cluster_pb2.CreateRoom(request=1, room_id=4, name="r", member=member(1))
+                   .SerializeToString())
+        dealer.send(create.take())
+        dealer.recv()  # answered at once, before the gap
+        for n in range(9):
+            dealer.send(chat_batch(4, 1, f"m{n}"))
+        answer = list(iter_items(dealer.recv()))
+        assert [n.text for *_, n in delivered(answer)] == [f"m{n}" for n in range(9)]  # one answer for all nine
+        assert (worker.zmq_in, worker.wakeups) == (10, 2)
+    finally:
+        worker.stop()
+        thread.join(5)
+        dealer.close()
+    assert not thread.is_alive()
