@@ -16,6 +16,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Protocol
 
+from chatcluster.common.config import auto_shards
 from chatcluster.common.control import fetch_status
 from chatcluster.spawn import SpawnedCluster, SpawnError
 
@@ -48,7 +49,7 @@ class BenchOptions:
     host: str = "127.0.0.1"
     port: int = 7777
     spawn: bool = False
-    shards: int = 4
+    shards: int = field(default_factory=auto_shards)
     gateways: int = 1
     spawn_args: tuple[str, ...] = ()
     data_dir: str | None = None
