@@ -62,6 +62,7 @@ class Limits:
     shard_timeout: float = 3.0      # a shard silent this long is down: its rooms answer UNAVAILABLE
     gateway_timeout: float = 5.0    # a gateway silent this long is gone: shards drop its sessions
     list_timeout: float = 1.0       # seconds a room list waits for every shard
+    shard_wake_gap: float = 0.002   # seconds a shard lets pass between wake-ups, so each carries more chats
 
 
 @dataclass

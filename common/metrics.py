@@ -30,7 +30,8 @@ COUNTERS = frozenset({
     "bad_requests", "chats_in", "bcast_in", "deliveries", "frames_out", "errors_sent", "slow_consumers",
     "timeouts", "shard_errors", "undone", "writes", "bytes_out", "mid_pass_answers",
     # shard
-    "chats", "refused", "rooms_created", "rooms_closed", "zmq_in", "envelopes", "bad_batches", "zmq_unroutable",
+    "chats", "refused", "rooms_created", "rooms_closed", "zmq_in", "envelopes", "bad_batches", "bad_envelopes",
+    "wakeups", "zmq_unroutable",
     # nested
     "zmq_sent", "zmq_received", "zmq_bytes_sent", "zmq_bytes_received", "zmq_backpressure", "zmq_dropped",
     "db_pool_acquires", "db_pool_waits", "db_pool_queries", "db_pool_errors", "db_pool_reconnects",

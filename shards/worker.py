@@ -22,6 +22,7 @@ import zmq
 from chatcluster.common import logs, procutil
 from chatcluster.common.config import ClusterConfig
 from chatcluster.common.control import ControlServer, Snapshot
+from chatcluster.common.counters import Counters
 from chatcluster.common.errors import StartupError
 from chatcluster.common.storage import Database
 from chatcluster.common.zmqbridge import HWM, LinkStats, SendQueue
@@ -32,19 +33,24 @@ from chatcluster.shards.shard import Shard
 log = logging.getLogger("chatcluster.shard")
 
 DRAIN_BUDGET = 512
-#: After a wake-up the shard looks for more work no sooner than this: whatever arrives meanwhile is
-#: handled in one go. A wake-up costs far more than the chats it carries (ZeroMQ's I/O thread and
-#: the scheduler, twice), so this bounds wake-ups per second; it adds at most this much latency, and
-#: only when messages come closer together than this.
-WAKE_GAP = 0.002
 STATUS_ROOM_IDS = 1000  # room ids listed in /status (enough to see who owns what)
 
 
 
+class WorkerStats(Counters):
+    # wakeups: waits that ended with a message (envelopes / wakeups is what a wake-up carries);
+    # foreign: ZeroMQ messages that are not [identity, batch], nothing of ours
+    __slots__ = ("zmq_in", "wakeups", "envelopes", "foreign", "unroutable")
+
+
 class ShardWorker:
-    def __init__(self, config: ClusterConfig, shard_id: int, wake_gap: float = WAKE_GAP) -> None:
+    def __init__(self, config: ClusterConfig, shard_id: int) -> None:
         self.config = config
-        self.wake_gap = wake_gap
+        # After a wake-up the shard looks for more work no sooner than this: whatever arrives meanwhile
+        # is handled in one go. A wake-up costs far more than the chats it carries (ZeroMQ's I/O thread
+        # and the scheduler, twice), so this bounds wake-ups per second; it adds at most this much
+        # latency, and only when messages come closer together than this.
+        self.wake_gap = config.limits.shard_wake_gap
         self.spec = config.shard(shard_id)
         self.shard_id = shard_id
         check_limits(config.limits)
@@ -68,12 +74,7 @@ class ShardWorker:
         self.stopping = False
         self.snapshot = Snapshot()
         self.figures = procutil.ProcessFigures()
-        # figures (ZeroMQ out: self.links)
-        self.zmq_in = 0
-        self.wakeups = 0  # waits that ended with a message: envelopes / wakeups is what a wake-up carries
-        self.envelopes = 0
-        self.foreign = 0  # ZeroMQ messages that are not [identity, batch]: nothing of ours
-        self.unroutable = 0
+        self.stats = WorkerStats()  # ZeroMQ out: self.links
         self.jobs_peak = 0
 
     def stop(self) -> None:
@@ -159,21 +160,21 @@ class ShardWorker:
         shard, outbox, peers = self.shard, self.outbox, self.shard.peers
         recv, getsockopt = router.recv, router.getsockopt
         handled = 0
-        self.wakeups += 1
+        self.stats.wakeups += 1
         for _ in range(DRAIN_BUDGET):
             data = recv(zmq.NOBLOCK)
             if getsockopt(zmq.RCVMORE):  # not [identity, batch]: nothing of ours
                 while getsockopt(zmq.RCVMORE):
                     recv(zmq.NOBLOCK)
-                self.foreign += 1
+                self.stats.foreign += 1
             else:
-                self.zmq_in += 1
+                self.stats.zmq_in += 1
                 peers.seen(gateway, now)
                 handled += shard.receive(gateway, data, outbox, now)
             if not getsockopt(zmq.EVENTS) & zmq.POLLIN:
                 break
             gateway = recv(zmq.NOBLOCK)
-        self.envelopes += handled
+        self.stats.envelopes += handled
         self.jobs_peak = max(self.jobs_peak, handled)
         for gateway, data in outbox.take():
             self.queue.send(gateway, data)
@@ -193,14 +194,14 @@ class ShardWorker:
             if exc.errno != zmq.EHOSTUNREACH:
                 raise  # zmq.Again included: the queue holds the message
             # The gateway is gone (it will come back, or the heartbeat timeout drops its members).
-            self.unroutable += 1
+            self.stats.unroutable += 1
 
     # ---- figures ------------------------------------------------------------
     def _publish(self) -> None:
         book = self.book
         rates = self.figures.rates.per_second({
-            "msgs_in": book.chats, "deliveries": book.deliveries, "zmq_in": self.zmq_in, "zmq_out": self.links.sent,
-            "envelopes": self.envelopes, "wakeups": self.wakeups,
+            "msgs_in": book.chats, "deliveries": book.deliveries, "zmq_in": self.stats.zmq_in,
+            "zmq_out": self.links.sent, "envelopes": self.stats.envelopes, "wakeups": self.stats.wakeups,
         })
         self.snapshot.publish({
             "role": "shard",
@@ -222,14 +223,14 @@ class ShardWorker:
             "refused": book.refused,
             "rooms_created": book.rooms_created,
             "rooms_closed": book.rooms_closed,
-            "zmq_in": self.zmq_in,
-            "wakeups": self.wakeups,
+            "zmq_in": self.stats.zmq_in,
+            "wakeups": self.stats.wakeups,
             "zmq": self.links.as_dict(),
-            "envelopes": self.envelopes,
+            "envelopes": self.stats.envelopes,
             "jobs_peak": self.jobs_peak,
-            "bad_batches": self.shard.bad_batches + self.foreign,
+            "bad_batches": self.shard.bad_batches + self.stats.foreign,
             "bad_envelopes": self.shard.bad_envelopes,
-            "zmq_unroutable": self.unroutable,
+            "zmq_unroutable": self.stats.unroutable,
             "chatlog": self.chatlog.stats() if self.chatlog is not None else None,
             **rates,
         })

@@ -279,7 +279,7 @@ def test_the_worker_drains_every_message_and_counts_foreign_ones(worker):
     first = router.recv()
     worker._drain(router, first, now=0.0)
     assert router.parts == []
-    assert worker.zmq_in == 2 and worker.foreign == 1 and worker.envelopes == 2
+    assert worker.stats.zmq_in == 2 and worker.stats.foreign == 1 and worker.stats.envelopes == 2
     gw, answer = router.sent
     assert gw == GW_A and [k for k, _ in iter_items(answer)] == [Kind.REPLY, Kind.DELIVER]
 
@@ -340,7 +340,8 @@ def test_what_arrives_during_the_wake_gap_is_handled_in_one_wake_up(tmp_path, mo
     monkeypatch.setattr(procutil, "tune_runtime", lambda *a, **k: None)  # process-wide GC settings: not in pytest
     config = ClusterConfig.single_host(shards=1, port=free_port_block(3), data_dir=str(tmp_path))
     config.chat_log = False
-    worker = ShardWorker(config, 0, wake_gap=0.5)
+    config.limits.shard_wake_gap = 0.5
+    worker = ShardWorker(config, 0)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     dealer = zmq.Context.instance().socket(zmq.DEALER)
@@ -358,7 +359,7 @@ def test_what_arrives_during_the_wake_gap_is_handled_in_one_wake_up(tmp_path, mo
             dealer.send(chat_batch(4, 1, f"m{n}"))
         answer = list(iter_items(dealer.recv()))
         assert [n.text for *_, n in delivered(answer)] == [f"m{n}" for n in range(9)]  # one answer for all nine
-        assert (worker.zmq_in, worker.wakeups) == (10, 2)
+        assert (worker.stats.zmq_in, worker.stats.wakeups) == (10, 2)
     finally:
         worker.stop()
         thread.join(5)
