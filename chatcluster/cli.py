@@ -27,7 +27,7 @@ def main() -> None:
 # ---------------------------------------------------------------------------- up
 @main.command()
 @click.option("--shards", type=SHARDS, default="auto", show_default=True,
-              help=f"shard processes (auto: one per two cores, at least one; here {auto_shards()})")
+              help=f"shard processes (auto: one per two cores, two from two cores on; here {auto_shards()})")
 @click.option("--gateways", type=click.IntRange(1, 64), default=1, show_default=True,
               help="gateway processes sharing the client port (Linux SO_REUSEPORT spreads connections)")
 @click.option("--host", default="127.0.0.1", show_default=True, help="address clients connect to")

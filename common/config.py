@@ -26,14 +26,17 @@ SUN_PATH_MAX = 100  # AF_UNIX paths must stay under ~107 bytes; keep a margin
 
 
 def auto_shards(cores: int | None = None) -> int:
-    """Shards for one host: one per two cores, at least one.
+    """Shards for one host: one per two cores, but two where there are two cores or more.
 
     The gateway needs about as much CPU as the shards together (its socket
     writes are most of a chat's cost), and every extra shard process adds
-    wake-ups and ZeroMQ sends per message; on two cores one shard is both the
-    cheapest per message and the lowest in latency (docs/PERFORMANCE.md).
+    wake-ups and ZeroMQ sends per message, so more shards than that cost CPU
+    for nothing. On two cores, two shards sustain the most small-room traffic
+    (one shard is a little cheaper per message but saturates sooner; four are
+    dearer and no faster): docs/PERFORMANCE.md, 2026-12-04.
     """
-    return max(1, (cores if cores is not None else os.cpu_count() or 2) // 2)
+    cores = cores if cores is not None else os.cpu_count() or 2
+    return min(cores, max(2, cores // 2))
 
 
 @dataclass

@@ -8,7 +8,7 @@ from chatcluster.common.config import auto_shards
 
 
 class ShardCount(click.ParamType):
-    """A number of shards, or `auto` (one per two cores, at least one)."""
+    """A number of shards, or `auto` (common.config.auto_shards)."""
 
     name = "N|auto"
 

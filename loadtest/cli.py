@@ -59,7 +59,7 @@ def _mix(ctx: click.Context, param: click.Parameter, value: str) -> str:
               help="the target cluster's data dir, to find its status endpoints [default: probe port+1, port+2...]")
 @click.option("--spawn", is_flag=True, help="start a cluster for the run on free ports (and stop it after)")
 @click.option("--shards", type=SHARDS, default="auto", show_default=True,
-              help="with --spawn (auto: one per two cores, at least one)")
+              help="with --spawn (auto: one per two cores, two from two cores on)")
 @click.option("--gateways", type=click.IntRange(1, 64), default=1, show_default=True, help="with --spawn")
 @click.option("--spawn-arg", "spawn_args", multiple=True,
               help="extra argument for the spawned `chatctl up` (repeatable), e.g. --spawn-arg=--loop=asyncio")

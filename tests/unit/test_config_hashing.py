@@ -79,10 +79,10 @@ def test_member_list_of_a_full_room_fits_one_frame():
         check_limits(Limits(max_members=5000))
 
 
-def test_auto_shards_is_one_per_two_cores_and_at_least_one():
+def test_auto_shards_is_one_per_two_cores_but_two_from_two_cores_on():
     from chatcluster.common.config import auto_shards
 
-    assert [auto_shards(cores) for cores in (1, 2, 3, 4, 8, 64)] == [1, 1, 1, 2, 4, 32]
+    assert [auto_shards(cores) for cores in (1, 2, 3, 4, 8, 64)] == [1, 2, 2, 2, 4, 32]
 
 
 def test_the_shards_option_takes_a_number_or_auto():
