@@ -93,9 +93,7 @@ class Outbox:
         self.ready = False
 
     def send(self, session: Session, frame: bytes) -> None:
-        """Queue one client frame for a session (dropped if it is closed already)."""
-        if session.closed:
-            return
+        """Queue one client frame for a session; the core sends nothing to a closed one."""
         session.out.append(frame)
         if not session.dirty:
             session.dirty = True

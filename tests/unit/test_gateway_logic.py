@@ -45,6 +45,15 @@ def join(cluster, client, room_id):
     return res[0]
 
 
+def pair_in_room(cluster, gw):
+    """alice created a room and bob joined it; alice's notice of bob already taken."""
+    a, b = login(cluster, gw, "alice"), login(cluster, gw, "bob")
+    room = create(cluster, a)
+    join(cluster, b, room)
+    a.take()
+    return a, b, room
+
+
 def test_login_registers_then_checks_password(cluster):
     gw = cluster.gateway()
     a = login(cluster, gw, "alice", "secret")
@@ -123,10 +132,7 @@ def test_empty_room_is_removed_and_its_id_never_reused(cluster):
 
 def test_join_unknown_room_keeps_current_room(cluster):
     gw = cluster.gateway()
-    a, b = login(cluster, gw, "alice"), login(cluster, gw, "bob")
-    room = create(cluster, a)
-    join(cluster, b, room)
-    a.take()
+    a, b, room = pair_in_room(cluster, gw)
     b.send(pb.C_JOIN_ROOM_REQ(room_id=999_999))
     cluster.run()
     assert not b.one(pb.S_JOIN_ROOM_RES).success
@@ -416,10 +422,7 @@ def test_ping(cluster):
 
 def test_slow_consumer_is_dropped_alone(cluster):
     gw = cluster.gateway()
-    a, b = login(cluster, gw, "alice"), login(cluster, gw, "bob")
-    room = create(cluster, a)
-    join(cluster, b, room)
-    a.take()
+    a, b, room = pair_in_room(cluster, gw)
     gw.core.on_slow_consumer(b.session, 10 << 20)
     cluster.run()
     assert b.closed and gw.core.stats.slow_consumers == 1
@@ -433,10 +436,7 @@ def test_encode_refuses_oversized_frames():
 
 def test_chat_then_leave_in_one_read_still_echoes_to_the_sender(cluster):
     gw = cluster.gateway()
-    a, b = login(cluster, gw, "alice"), login(cluster, gw, "bob")
-    room = create(cluster, a)
-    join(cluster, b, room)
-    a.take()
+    a, b, room = pair_in_room(cluster, gw)
     a.send(pb.C_ROOM_CHAT_REQ(text="bye", client_msg_id=9), pb.C_LEAVE_ROOM_REQ())
     cluster.run()
     got = a.take()
@@ -540,10 +540,7 @@ def test_relogin_on_another_gateway_replaces_the_old_connection(cluster):
 
 def test_a_bad_envelope_from_a_shard_is_counted_and_the_rest_of_its_batch_goes_on(cluster):
     gw = cluster.gateway()
-    a, b = login(cluster, gw, "alice"), login(cluster, gw, "bob")
-    room = create(cluster, a)
-    join(cluster, b, room)
-    a.take()
+    a, b, room = pair_in_room(cluster, gw)
     good = [encode(pb.S_ROOM_CHAT_NTF(room_id=room, seq=n, text=f"m{n}")) for n in (1, 2)]
     batch = Batch()
     batch.add(Kind.DELIVER, pack_deliver(room, 0, 1, good[0]))

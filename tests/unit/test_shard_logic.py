@@ -9,6 +9,7 @@ CHAT and DELIVER as well as the room rules.
 from __future__ import annotations
 
 import pytest
+from waiting import wait_for
 
 from chatcluster.common.config import ClusterConfig, Limits
 from chatcluster.common.envelope import ITEM, Batch, Kind, iter_items, parse, unpack_deliver
@@ -295,14 +296,6 @@ def test_a_bug_of_ours_escapes_the_worker_loop(worker, monkeypatch):
 
 
 # ---- the chat log's writer ---------------------------------------------------------------------
-def wait_until(condition, timeout: float = 10.0) -> None:
-    import time
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
-
-
 def test_the_chat_log_writes_the_file_at_once_and_the_database_in_large_batches(tmp_path):
     from chatcluster.common.storage import Database
     from chatcluster.shards.chatlog import ChatLog, RotatingLines
@@ -311,13 +304,13 @@ def test_the_chat_log_writes_the_file_at_once_and_the_database_in_large_batches(
     log = ChatLog(db, RotatingLines(tmp_path / "shard-0.log"), flush_interval=0.001, db_interval=600, db_min_rows=100)
     try:
         log.append(1, 1, 7, "first", 1)
-        wait_until(lambda: log.stats()["db_rows"] == 1)  # after a quiet spell the first row goes at once
+        wait_for(lambda: log.stats()["db_rows"] == 1, 10)  # after a quiet spell the first row goes at once
         for seq in range(2, 101):
             log.append(1, seq, 7, f"m{seq}", seq)
-        wait_until(lambda: log.stats()["file_lines"] == 100)
+        wait_for(lambda: log.stats()["file_lines"] == 100, 10)
         assert log.stats()["db_rows"] == 1 and log.stats()["backlog"] == 99  # waiting for a larger batch
         log.append(1, 101, 7, "the hundredth waiting", 101)
-        wait_until(lambda: log.stats()["db_rows"] == 101)
+        wait_for(lambda: log.stats()["db_rows"] == 101, 10)
         assert log.stats()["db_batches"] == 2
         for seq in range(102, 111):
             log.append(1, seq, 7, f"m{seq}", seq)
