@@ -41,6 +41,9 @@ class MsgId(IntEnum):
     S_ERROR = 15
     C_PING = 16
     S_PONG = 17
+    # version 1.1
+    C_ROOM_HISTORY_REQ = 18
+    S_ROOM_HISTORY_RES = 19
 
 
 ErrorCode = chat_pb2.ErrorCode

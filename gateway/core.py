@@ -348,6 +348,13 @@ class GatewayCore:
     def _on_ping(self, session: Session, req: chat_pb2.C_PING) -> None:
         self.send(session, encode(chat_pb2.S_PONG(client_time_us=req.client_time_us, server_time_us=self.clock_us())))
 
+    def _on_history(self, session: Session, req: chat_pb2.C_ROOM_HISTORY_REQ) -> None:
+        if session.state is not IN_ROOM:
+            self.send_error(session, ErrorCode.NOT_IN_ROOM, "join a room first")
+            return
+        self.send(session, encode(chat_pb2.S_ROOM_HISTORY_RES(
+            success=False, room_id=session.room_id, message="this server keeps no history yet")))
+
     _handlers: dict[int, Callable[[GatewayCore, Session, object], None]] = {
         MsgId.C_LOGIN_REQ: _on_login,
         MsgId.C_CREATE_ROOM_REQ: _on_create,
@@ -356,6 +363,7 @@ class GatewayCore:
         MsgId.C_LEAVE_ROOM_REQ: _on_leave,
         MsgId.C_ROOM_LIST_REQ: _on_list,
         MsgId.C_PING: _on_ping,
+        MsgId.C_ROOM_HISTORY_REQ: _on_history,
     }
 
     # ---- shards ------------------------------------------------------------------------
