@@ -13,7 +13,15 @@ from pathlib import Path
 import click
 
 from chatcluster import __version__
-from chatcluster.common.config import DEFAULT_DATA_DIR, DEFAULT_PORT, RUN_FILE, ClusterConfig, Limits, auto_shards
+from chatcluster.common.config import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_HTTP_PORT,
+    DEFAULT_PORT,
+    RUN_FILE,
+    ClusterConfig,
+    Limits,
+    auto_shards,
+)
 from chatcluster.common.options import SHARDS
 from chatcluster.loadtest.cli import bench
 
@@ -32,6 +40,15 @@ def main() -> None:
               help="gateway processes sharing the client port (Linux SO_REUSEPORT spreads connections)")
 @click.option("--host", default="127.0.0.1", show_default=True, help="address clients connect to")
 @click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
+@click.option("--http-port", type=click.IntRange(0, 65535), default=DEFAULT_HTTP_PORT, show_default=True,
+              help="the web chat page (/) and WebSocket (/ws) on --host; 0: none")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="PEM certificate chain: serve TLS on the client port and the HTTP port (wss://)")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="the certificate's PEM private key file")
+@click.option("--allow-origin", "allow_origins", multiple=True, metavar="ORIGIN",
+              help="a web page Origin (https://app.example.com) whose scripts may open /ws, besides the "
+                   "server's own page; '*' allows any; repeatable")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=DEFAULT_DATA_DIR, show_default=True,
               help="database, logs and run files")
 @click.option("--db", "db_url", default=None, help="database URL [default: sqlite:///<data-dir>/chat.db]")
@@ -63,7 +80,8 @@ def main() -> None:
               help="which shard or gateway of the config (with --role); for a gateway, 'auto' runs one more "
                    "replica of the first gateway entry, named after this host (a Kubernetes Deployment)")
 @click.option("-v", "--verbose", is_flag=True, help="log every request, not just lifecycle and errors")
-def up(shards: int, gateways: int, host: str, port: int, data_dir: str, db_url: str | None, registration: str,
+def up(shards: int, gateways: int, host: str, port: int, http_port: int, tls_cert: str | None, tls_key: str | None,
+       allow_origins: tuple[str, ...], data_dir: str, db_url: str | None, registration: str,
        loop: str,
        zmq_bridge: str, writer: str, control_port: int | None, max_members: int, chat_log: bool,
        limit_items: tuple[str, ...],
@@ -82,7 +100,9 @@ def up(shards: int, gateways: int, host: str, port: int, data_dir: str, db_url: 
             raise click.BadParameter("must be a power of two", param_hint="--scrypt-n")
         try:
             config = ClusterConfig.single_host(
-                shards=shards, gateways=gateways, host=host, port=port, data_dir=data_dir, db_url=db_url,
+                shards=shards, gateways=gateways, host=host, port=port, http_port=http_port, data_dir=data_dir,
+                db_url=db_url, tls_cert=str(Path(tls_cert).resolve()) if tls_cert else "",
+                tls_key=str(Path(tls_key).resolve()) if tls_key else "", allow_origins=list(allow_origins),
                 control_port=control_port, registration=registration, loop=loop, zmq_bridge=zmq_bridge, writer=writer,
                 verbose=verbose, scrypt_n=scrypt_n, chat_log=chat_log, limits=_limits(max_members, limit_items),
             )

@@ -72,10 +72,11 @@ def _die_with_parent() -> None:
 
 
 class SpawnedCluster:
-    def __init__(self, proc: subprocess.Popen, host: str, port: int, data_dir: Path) -> None:
+    def __init__(self, proc: subprocess.Popen, host: str, port: int, data_dir: Path, http_port: int = 0) -> None:
         self.proc = proc
         self.host = host
         self.port = port
+        self.http_port = http_port  # the web page and WebSocket /ws
         self.data_dir = data_dir
         self.log_path = data_dir / "chatctl-up.log"
 
@@ -84,13 +85,16 @@ class SpawnedCluster:
               timeout: float = 60.0, tied: bool = False) -> SpawnedCluster:
         """Start it and wait until it is up; tied: it dies with this process."""
         data_dir.mkdir(parents=True, exist_ok=True)
-        port = free_port_block(1 + gateways + shards, host)  # the client port, then one control port per process
+        # The client port, one control port per process, then the HTTP port.
+        port = free_port_block(2 + gateways + shards, host)
+        http_port = port + 1 + gateways + shards
         cmd = [sys.executable, "-m", "chatcluster", "up", "--shards", str(shards), "--gateways", str(gateways),
-               "--host", host, "--port", str(port), "--data-dir", str(data_dir), *args]
+               "--host", host, "--port", str(port), "--http-port", str(http_port), "--data-dir", str(data_dir),
+               *args]
         with open(data_dir / "chatctl-up.log", "wb") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True, preexec_fn=_die_with_parent if tied else None)
-        cluster = cls(proc, host, port, data_dir)
+        cluster = cls(proc, host, port, data_dir, http_port)
         deadline = time.monotonic() + timeout
         while READY_LINE not in cluster.log():
             if proc.poll() is not None or time.monotonic() > deadline:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_PORT = 7777
+DEFAULT_HTTP_PORT = 8080  # each gateway's HTTP port: the web page and WebSocket /ws (0: none)
 DEFAULT_DATA_DIR = "./chatcluster-data"
 RUN_FILE = "run/cluster.json"
 SUN_PATH_MAX = 100  # AF_UNIX paths must stay under ~107 bytes; keep a margin
@@ -94,6 +95,7 @@ class GatewaySpec:
     control_port: int
     control_host: str = "127.0.0.1"
     control_bind: str = ""
+    http_port: int = DEFAULT_HTTP_PORT  # the web page and WebSocket /ws, on `host`; 0: no HTTP endpoint
 
     @property
     def control_bind_host(self) -> str:
@@ -114,6 +116,9 @@ class ClusterConfig:
     scrypt_n: int = 1 << 14
     db_pool_size: int = 4
     chat_log: bool = True               # each shard logs every chat to a file and the database
+    tls_cert: str = ""                  # PEM certificate chain: TLS on the client port and the HTTP port
+    tls_key: str = ""                   # its PEM private key (a file path; the key itself is never in the config)
+    allow_origins: list[str] = field(default_factory=list)  # WebSocket Origins besides the page's own; "*": any
     limits: Limits = field(default_factory=Limits)
 
     # ---- derived places -------------------------------------------------
@@ -152,6 +157,7 @@ class ClusterConfig:
         gateways: int = 1,
         host: str = "127.0.0.1",
         port: int = DEFAULT_PORT,
+        http_port: int = DEFAULT_HTTP_PORT,
         data_dir: str = DEFAULT_DATA_DIR,
         db_url: str | None = None,
         control_port: int | None = None,
@@ -159,7 +165,8 @@ class ClusterConfig:
     ) -> ClusterConfig:
         """M gateways (sharing one port) and N shards on this machine, over ipc:// (tcp:// on Windows).
 
-        Control ports: gateway i on base+i, shard k on base+M+k (base: port+1).
+        Control ports: gateway i on base+i, shard k on base+M+k (base: port+1). The gateways share
+        the client port and the HTTP port, as they share the client port (SO_REUSEPORT).
         """
         if shards < 1 or gateways < 1:
             raise ValueError("a cluster needs at least one shard and one gateway")
@@ -175,7 +182,8 @@ class ClusterConfig:
             else:
                 endpoint = f"ipc://{ipc_dir / f'shard-{k}.sock'}"
             shard_specs.append(ShardSpec(id=k, endpoint=endpoint, control_port=base + gateways + k))
-        gateway_specs = [GatewaySpec(id=i, host=host, port=port, control_port=base + i) for i in range(gateways)]
+        gateway_specs = [GatewaySpec(id=i, host=host, port=port, control_port=base + i, http_port=http_port)
+                         for i in range(gateways)]
         return cls(
             shards=shard_specs,
             gateways=gateway_specs,
@@ -217,6 +225,14 @@ class ClusterConfig:
             raise ValueError("zmq_bridge must be auto, reader or thread")
         if self.writer not in ("auto", "thread", "loop"):
             raise ValueError("writer must be auto, thread or loop")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("TLS needs both tls_cert and tls_key")
+        if self.tls_cert and self.writer == "thread":
+            raise ValueError("the writer thread sends plain bytes to the socket; with TLS use writer auto or loop")
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert)
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

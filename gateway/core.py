@@ -151,6 +151,12 @@ class GatewayCore:
             session.decoder.feed(data)
             self._pump(session)
 
+    def on_bad_message(self, session: Session, why: str) -> None:
+        """A message the adapter could not turn into a frame (WebSocket JSON): an error, and the session goes on."""
+        if session.state is not CLOSED:
+            self.stats.bad_requests += 1
+            self.send_error(session, ErrorCode.BAD_REQUEST, why)
+
     def on_slow_consumer(self, session: Session, queued: int) -> None:
         """The client stopped reading and its queue passed the bound: drop it, not the room."""
         if session.closed:
