@@ -67,6 +67,10 @@ class Limits:
     gateway_timeout: float = 5.0    # a gateway silent this long is gone: shards drop its sessions
     list_timeout: float = 1.0       # seconds a room list waits for every shard
     shard_wake_gap: float = 0.002   # seconds a shard lets pass between wake-ups, so each carries more chats
+    ws_max_message: int = 65536     # bytes in one WebSocket message from a client (whole frames, or one JSON object)
+    ws_handshake_timeout: float = 10.0  # seconds an HTTP connection has to finish its request / handshake
+    ws_ping_interval: float = 20.0  # seconds of silence on a WebSocket before the server pings it ...
+    ws_ping_timeout: float = 20.0   # ... and how long the pong may take before the connection is closed
 
 
 @dataclass
