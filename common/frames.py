@@ -84,6 +84,19 @@ def decode_body(msg_id: int, body: bytes) -> Message:
     return msg
 
 
+def whole_frames(data: bytes) -> bool:
+    """Whether `data` is one or more whole frames, none cut short (what a binary WebSocket message must hold)."""
+    pos, end = 0, len(data)
+    while pos < end:
+        if end - pos < HEADER_SIZE:
+            return False
+        size = HEADER.unpack_from(data, pos)[0]
+        if size < HEADER_SIZE:
+            return False
+        pos += size
+    return pos == end
+
+
 class FrameDecoder:
     """Cuts a byte stream into (id, body) frames.
 
@@ -153,5 +166,5 @@ class FrameDecoder:
 __all__ = [
     "HEADER", "HEADER_SIZE", "MAX_CLIENT_FRAME", "MAX_FRAME", "MsgId", "ErrorCode", "MESSAGE_TYPES",
     "CLIENT_IDS", "SERVER_IDS", "ProtocolError", "DecodeError", "encode", "error_frame", "decode_body",
-    "FrameDecoder",
+    "FrameDecoder", "whole_frames",
 ]

@@ -268,7 +268,7 @@ class GatewayCore:
         else:
             self._bind(session, result.player_id, name)
             self.send(session, encode(chat_pb2.S_LOGIN_RES(success=True, player_id=result.player_id,
-                                                           message=result.message)))
+                                                           message=result.message, name=name)))
         self._pump(session)
 
     def _bind(self, session: Session, player_id: int, name: str) -> None:

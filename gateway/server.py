@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -31,6 +32,7 @@ from chatcluster.gateway.core import GatewayCore
 from chatcluster.gateway.outlets import Writer
 from chatcluster.gateway.output import AllocateRoom, Close, Effect, Login, PauseReading, ResumeReading
 from chatcluster.gateway.session import Session, State
+from chatcluster.gateway.websocket import ChatSink, WebEndpoint
 
 CLOSED = State.CLOSED
 IN_ROOM = State.IN_ROOM
@@ -40,6 +42,7 @@ log = logging.getLogger("chatcluster.gateway")
 DRAIN_SECONDS = 2.0  # on shutdown, how long clients get to read their SHUTTING_DOWN
 LAG_PROBE = 0.02     # seconds between loop-lag samples
 ANSWERS_EVERY = 64   # sessions written between two looks at what the shards sent meanwhile
+HANDSHAKE_SECONDS = 10.0  # a TLS handshake that takes longer is dropped
 
 
 
@@ -180,6 +183,14 @@ class GatewayServer:
         self.snapshot = Snapshot()
         self.figures = procutil.ProcessFigures()
         self.write_limit = config.limits.write_buffer  # unsent bytes a session may hold before it is dropped
+        self.web = WebEndpoint(ChatSink(self.core, self.poke, self._opened, self._closed), config.limits,
+                               config.allow_origins)
+
+    def _opened(self) -> None:
+        self.connections += 1
+
+    def _closed(self) -> None:
+        self.connections -= 1
 
     @property
     def writer_mode(self) -> str:
@@ -206,6 +217,7 @@ class GatewayServer:
             self.links.send(shard, data)
         if output.writes:
             self._write(output.writes)
+            self.web.json_cache.new_pass()
         for effect in output.effects:
             self._carry_out(effect)
         self.poke()  # what came in meanwhile (mid-pass answers, effects) goes out next pass
@@ -369,6 +381,9 @@ class GatewayServer:
             "loop_lag_ms": lag_window,
             "loop_lag_max_ms": self.lag_max_ms,
             "zmq": self.links.stats.as_dict(),
+            "http_listen": f"{self.spec.host}:{self.spec.http_port}" if self.spec.http_port else "",
+            "tls": self.config.tls,
+            "websocket": self.web.figures(),
             **rates,
         })
 
@@ -387,6 +402,7 @@ class GatewayServer:
             self.lag_max_ms = max(self.lag_max_ms, lag)
             self.lag_window_ms = max(self.lag_window_ms, lag)
             if now >= next_tick:
+                self.web.tick(now)
                 self.core.tick()
                 self.poke()
                 next_tick = now + 0.25
@@ -410,6 +426,7 @@ def _outcome(future: asyncio.Future) -> object:
 async def serve(config: ClusterConfig, gateway_id: int, node: str = "") -> None:
     loop = asyncio.get_running_loop()
     spec = config.gateway(gateway_id)
+    tls = tls_context(config)
     db_executor = ThreadPoolExecutor(max_workers=config.db_pool_size, thread_name_prefix="db")
     cpu_executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="hash")
     # No schema work (the supervisor did it) and no connection yet: a database that is down when the
@@ -429,28 +446,45 @@ async def serve(config: ClusterConfig, gateway_id: int, node: str = "") -> None:
     try:
         listener = await loop.create_server(
             lambda: ClientProtocol(server), spec.host, spec.port, backlog=4096,
-            reuse_port=len(same_port) > 1 or None,
+            reuse_port=len(same_port) > 1 or None, ssl=tls, ssl_handshake_timeout=HANDSHAKE_SECONDS if tls else None,
         )
     except OSError as exc:
         raise StartupError(f"cannot listen for clients on {spec.host}:{spec.port}: {exc.strerror or exc}") from exc
+    listeners = [listener]
+    if spec.http_port:
+        same_http = [g for g in config.gateways if (g.host, g.http_port) == (spec.host, spec.http_port)]
+        try:
+            listeners.append(await loop.create_server(
+                server.web.protocol, spec.host, spec.http_port, backlog=4096,
+                reuse_port=len(same_http) > 1 or None, ssl=tls,
+                ssl_handshake_timeout=HANDSHAKE_SECONDS if tls else None,
+            ))
+        except OSError as exc:
+            listener.close()
+            raise StartupError(f"cannot listen for HTTP and WebSocket on {spec.host}:{spec.http_port}: "
+                               f"{exc.strerror or exc}") from exc
     try:
         control = ControlServer(spec.control_bind_host, spec.control_port, server.snapshot).start()
     except OSError as exc:
-        listener.close()
+        for each in listeners:
+            each.close()
         raise StartupError(f"cannot open the control port {spec.control_bind_host}:{spec.control_port}: "
                            f"{exc.strerror or exc}") from exc
     server.publish()
     procutil.tune_runtime(server.figures.gc)
     ticker = loop.create_task(server.ticker())
-    log.info(" gateway %d listening on %s:%d (loop: %s, zmq bridge: %s, writer: %s, %d shards, control http://%s:%d, "
-             "pid %d)", gateway_id, spec.host, spec.port, loop_name(loop), server.links.mode,
-             server.writer_mode, len(config.shards),
+    scheme = "https" if tls else "http"
+    web = f"web page {scheme}://{spec.host}:{spec.http_port}/, " if spec.http_port else "no HTTP port, "
+    log.info(" gateway %d listening on %s:%d%s (%sloop: %s, zmq bridge: %s, writer: %s, %d shards, "
+             "control http://%s:%d, pid %d)", gateway_id, spec.host, spec.port, " with TLS" if tls else "", web,
+             loop_name(loop), server.links.mode, server.writer_mode, len(config.shards),
              spec.control_host, control.port, os.getpid())
     try:
         await stop.wait()
     finally:
         log.info(" gateway %d shutting down: %d sessions", gateway_id, len(server.core.sessions))
-        listener.close()
+        for each in listeners:
+            each.close()
         server.core.shutdown()
         server.flush()
         deadline = time.monotonic() + DRAIN_SECONDS
@@ -464,6 +498,20 @@ async def serve(config: ClusterConfig, gateway_id: int, node: str = "") -> None:
         db_executor.shutdown(wait=False, cancel_futures=True)
         cpu_executor.shutdown(wait=False, cancel_futures=True)
         db.close()
+
+
+def tls_context(config: ClusterConfig) -> ssl.SSLContext | None:
+    """The server side of TLS for the client and HTTP ports, or None without a certificate."""
+    if not config.tls:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"cannot load the TLS certificate {config.tls_cert} and key {config.tls_key}: "
+                           f"{getattr(exc, 'strerror', None) or exc}") from exc
+    return context
 
 
 def _install_stop(loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -> None:
