@@ -110,6 +110,29 @@ LIMITS = [
 ]
 
 
+#: The gateways' HTTP ports: WebSocket sessions, what their handshakes and messages ran into.
+WEB = [
+    NAME, STATE,
+    ("http", "left", lambda r: (r.get("http_listen") or "-") + (" tls" if r.get("tls") else "")),
+    _figure("ws open", "websocket", "open"),
+    _figure("ws handshakes", "websocket", "handshakes"),
+    ("ws refused", "right", lambda r: _num(_sum(r, "refused_origin", "refused_handshake", "handshake_too_large",
+                                               "handshake_timeouts"))),
+    _figure("ws msgs in", "websocket", "messages_in"),
+    _figure("ws msgs out", "websocket", "messages_out"),
+    ("ws bad msgs", "right", lambda r: _num(_sum(r, "json_bad", "split_frames", "wrong_message_type",
+                                                "invalid_utf8", "too_big", "protocol_errors"))),
+    _figure("pings", "websocket", "pings"),
+    _figure("ping t/o", "websocket", "ping_timeouts"),
+    _figure("pages", "websocket", "pages"),
+]
+
+
+def _sum(row: dict, *keys: str) -> int | None:
+    web = row.get("websocket")
+    return sum(web[k] for k in keys) if web else None
+
+
 def _pool_stat(row: dict, key: str) -> Any:
     pool = row.get("db_pool") or _get(row, "chatlog", "db_pool")
     return pool.get(key) if pool else None
@@ -135,7 +158,8 @@ def table(rows: list[dict[str, Any]], columns: list, title: str = "") -> Table:
 
 
 def tables(rows: list[dict[str, Any]], title: str = "") -> Group:
-    return Group(table(rows, TRAFFIC, title), table(rows, QUEUES), table(rows, LIMITS))
+    gateways = [r for r in rows if r["role"] == "gateway"]
+    return Group(table(rows, TRAFFIC, title), table(rows, QUEUES), table(rows, LIMITS), table(gateways, WEB))
 
 
 def run(config_path: Path, as_json: bool, watch: bool, interval: float = 1.0) -> int:

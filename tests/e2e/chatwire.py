@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json as jsonlib
 import socket
 import time
 
@@ -81,6 +82,72 @@ class WireClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class WsClient(WireClient):
+    """The same client over WebSocket, through a client library nobody here wrote (websockets' sync client).
+
+    json=False speaks chatcluster.v1 (binary messages of whole frames), json=True chatcluster.json.v1.
+    """
+
+    def __init__(self, host: str, port: int, timeout: float = 5.0, json: bool = False, ssl=None,
+                 origin: str | None = None) -> None:
+        from websockets.sync.client import connect
+
+        scheme = "wss" if ssl is not None else "ws"
+        self.json = json
+        self.ws = connect(f"{scheme}://{host}:{port}/ws", open_timeout=timeout, ssl=ssl, origin=origin, legacy=True,
+                          subprotocols=["chatcluster.json.v1" if json else "chatcluster.v1"])
+        self.timeout = timeout
+        self.decoder = FrameDecoder(MAX_FRAME, SERVER_IDS)
+        self.eof = False
+        self.player_id = 0
+        self.name = ""
+        self._msg_ids = 0
+        self.texts: list[str] = []  # every JSON message as it came, for tests of the mapping itself
+
+    def send(self, *messages) -> None:
+        if self.json:
+            from google.protobuf import json_format
+
+            for m in messages:
+                self.ws.send(jsonlib.dumps({"type": type(m).__name__, **json_format.MessageToDict(m)}))
+        else:
+            self.ws.send(b"".join(encode(m) for m in messages))
+
+    def send_raw(self, data) -> None:
+        self.ws.send(data)
+
+    def recv(self, timeout: float | None = None):
+        from websockets.exceptions import ConnectionClosed
+
+        from chatcluster.common.jsonframes import from_json
+
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            frame = self.decoder.next_frame()
+            if frame is not None:
+                return decode_body(*frame)
+            if self.eof:
+                return None
+            try:
+                data = self.ws.recv(max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise TimeoutError("no message") from None
+            except ConnectionClosed:
+                self.eof = True
+                continue
+            if isinstance(data, str):
+                self.texts.append(data)
+                data = from_json(data, accept=SERVER_IDS)
+            self.decoder.feed(data)
+
+    @property
+    def close_code(self) -> int | None:
+        return self.ws.close_code
+
+    def close(self) -> None:
+        self.ws.close()
 
 
 class AsyncWire:
