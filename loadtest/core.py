@@ -1,9 +1,11 @@
 """One bench client's protocol logic, without a socket (sans-I/O).
 
-BenchClient turns bytes from the server into counters and latencies, and
-makes the frames the client sends. The asyncio adapter (worker.py) only
-moves bytes between it and a transport, so everything a run claims can be
-tested by feeding it frames.
+BenchClient turns what the server sends into counters and latencies, and
+makes what the client sends. The asyncio adapters (protocols.py) only move
+bytes between it and a transport, so everything a run claims can be tested
+by feeding it frames. Two wire formats: frames (TCP, and WebSocket binary
+messages that carry the same frames), or one JSON object per message (the
+WebSocket subprotocol chatcluster.json.v1, `json=True`), counted alike.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from chatcluster.common.frames import (
 )
 from chatcluster.proto import chat_pb2
 
+from . import wsjson
 from .accounting import LAT_HIGH_US, LAT_LOW_US, Counters, SeqCheck
 from .schedule import msg_id
 
@@ -69,11 +72,13 @@ class BenchClient:
     """
 
     __slots__ = ("index", "clients", "name", "counters", "hist", "on_reply", "on_broken", "pending", "player_id",
-                 "room_id", "members", "seq", "outstanding", "sent_n", "error_samples", "broken")
+                 "room_id", "members", "seq", "outstanding", "sent_n", "error_samples", "broken", "json")
 
     def __init__(self, index: int, name: str, counters: Counters, hist: HdrHistogram, clients: int,
-                 on_reply: ReplyHandler | None = None, error_samples: list[str] | None = None) -> None:
+                 on_reply: ReplyHandler | None = None, error_samples: list[str] | None = None, *,
+                 json: bool = False) -> None:
         self.index = index
+        self.json = json  # send JSON text (chatcluster.json.v1) instead of frames
         self.clients = clients
         self.name = name
         self.counters = counters
@@ -90,20 +95,26 @@ class BenchClient:
         self.error_samples = error_samples if error_samples is not None else []
         self.broken = False
 
-    # ---- frames to send ---------------------------------------------------------
-    def login_frame(self, password: str) -> bytes:
-        return encode(chat_pb2.C_LOGIN_REQ(name=self.name, password=password))
+    # ---- frames to send (JSON text with json=True) -----------------------------------
+    def _request(self, message: Message) -> bytes | str:
+        return wsjson.request(message) if self.json else encode(message)
 
-    def create_frame(self, room_name: str) -> bytes:
-        return encode(chat_pb2.C_CREATE_ROOM_REQ(name=room_name))
+    def login_frame(self, password: str) -> bytes | str:
+        return self._request(chat_pb2.C_LOGIN_REQ(name=self.name, password=password))
 
-    def join_frame(self, room_id: int) -> bytes:
-        return encode(chat_pb2.C_JOIN_ROOM_REQ(room_id=room_id))
+    def create_frame(self, room_name: str) -> bytes | str:
+        return self._request(chat_pb2.C_CREATE_ROOM_REQ(name=room_name))
 
-    def chat_frame(self, n: int, measured: bool, text: str, clock_ns: int) -> bytes:
+    def join_frame(self, room_id: int) -> bytes | str:
+        return self._request(chat_pb2.C_JOIN_ROOM_REQ(room_id=room_id))
+
+    def chat_frame(self, n: int, measured: bool, text: str, clock_ns: int) -> bytes | str:
         """The frame of message n; remembers it as in flight since clock_ns and counts its expected fan-out."""
         cid = msg_id(n, measured, self.index, self.clients)
-        frame = encode(chat_pb2.C_ROOM_CHAT_REQ(text=text, client_msg_id=cid))
+        if self.json:
+            frame: bytes | str = wsjson.chat_request(text, cid)
+        else:
+            frame = encode(chat_pb2.C_ROOM_CHAT_REQ(text=text, client_msg_id=cid))
         self.outstanding[cid] = clock_ns
         if n >= self.sent_n:
             self.sent_n = n + 1
@@ -181,18 +192,71 @@ class BenchClient:
             if end - pos >= 2:  # the size alone already tells a bad frame
                 _check_size(data[pos] | data[pos + 1] << 8)
         except ProtocolError as exc:
-            c.undecodable += 1
-            self.broken = True
             pos = end
-            self._sample_error(f"{self.name}: framing error: {exc.message}")
-            if self.on_broken is not None:
-                self.on_broken()
+            self.fail_stream(f"framing error: {exc.message}")
         finally:
             self.pending = data[pos:] if pos < end else b""
             seq_check.last = last
             c.frames_r += frames
             c.deliveries += notifications
             c.delivered += measured
+
+    def receive_json(self, payload: bytes, now_ns: int) -> None:
+        """Account for one text message of chatcluster.json.v1: one server message as a JSON object.
+
+        The counterpart of receive() for the JSON subprotocol (the adapter
+        counts the reads and bytes). A chat notification, once per delivery,
+        is read straight from the parsed object (what the bench checks: room,
+        seq, client_msg_id, sender); json_format's parser costs 17 µs per
+        message against 1.3 µs for the bare JSON parse (wsmeasure.py), which
+        at the seed profile's 250,000 deliveries a second would make the
+        bench the bottleneck. Every other message goes through json_format.
+        """
+        c = self.counters
+        c.frames_r += 1
+        try:
+            obj = wsjson.decode_object(payload)
+            kind = obj["type"]
+        except (ValueError, KeyError, TypeError) as exc:
+            c.undecodable += 1
+            self._sample_error(f"{self.name}: not a JSON message object: {exc}")
+            return
+        if kind != "S_ROOM_CHAT_NTF":
+            try:
+                kind_id, msg = wsjson.message_of(obj)
+            except ValueError as exc:
+                c.undecodable += 1
+                self._sample_error(f"{self.name}: {exc}")
+                return
+            self._handle(kind_id, msg)
+            return
+        c.deliveries += 1
+        try:
+            room = int(obj.get("roomId", 0))
+            seq = int(obj.get("seq", 0))
+            cid = int(obj.get("clientMsgId", 0))
+            sender = obj.get("sender")
+            sender_id = int(sender.get("playerId", 0)) if sender is not None else 0
+        except (ValueError, TypeError, AttributeError) as exc:
+            c.undecodable += 1
+            self._sample_error(f"{self.name}: bad S_ROOM_CHAT_NTF fields: {exc}")
+            return
+        if room != self.room_id:
+            c.wrong_room += 1
+            return
+        self.seq.see(seq, c)
+        if cid & 1:
+            c.delivered += 1
+        if (cid >> 1) % self.clients == self.index:
+            self._own_copy(cid, sender_id, now_ns)
+
+    def fail_stream(self, why: str) -> None:
+        """What the client receives can no longer be cut into messages: count it and ask to close."""
+        self.counters.undecodable += 1
+        self.broken = True
+        self._sample_error(f"{self.name}: {why}")
+        if self.on_broken is not None:
+            self.on_broken()
 
     def _own_copy(self, cid: int, sender_id: int, now_ns: int) -> None:
         c = self.counters
@@ -219,6 +283,10 @@ class BenchClient:
         except DecodeError:
             self.counters.undecodable += 1
             return
+        self._handle(kind, msg)
+
+    def _handle(self, kind: int, msg: Message) -> None:
+        """A server message other than a chat notification, however it arrived."""
         if kind == _JOIN_NTF:
             if msg.room_id == self.room_id:
                 self.members += 1
