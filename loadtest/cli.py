@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 from rich.text import Text
 
+from chatcluster.common.config import DEFAULT_HTTP_PORT
 from chatcluster.common.options import SHARDS
 
 from .profile import DEFAULT_MIX, PASSWORD, PayloadMix, Profile
@@ -54,7 +55,19 @@ def _mix(ctx: click.Context, param: click.Parameter, value: str) -> str:
               help="SIZE:WEIGHT or LO-HI:WEIGHT, comma separated (bytes of chat text)")
 @click.option("--interval", type=click.IntRange(1), default=10, show_default=True, help="seconds per table row")
 @click.option("--host", default="127.0.0.1", show_default=True, help="where the cluster's gateway listens")
-@click.option("--port", type=click.IntRange(1, 65535), default=7777, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=7777, show_default=True,
+              help="the gateway's client port (tcp; also where its status endpoints are probed from)")
+@click.option("--transport", type=click.Choice(["tcp", "ws", "ws-json"]), default="tcp", show_default=True,
+              help="tcp: frames on the client port; ws: the same frames in WebSocket binary messages "
+                   "(chatcluster.v1); ws-json: one JSON object per text message (chatcluster.json.v1); both at "
+                   "ws://HOST:HTTP_PORT/ws")
+@click.option("--http-port", type=click.IntRange(1, 65535), default=DEFAULT_HTTP_PORT, show_default=True,
+              help="the gateway's HTTP port, where ws and ws-json connect (with --spawn: the spawned one's)")
+@click.option("--tls", is_flag=True,
+              help="connect with TLS (tcp: on the client port; ws: wss://); with --spawn, the cluster serves a "
+                   "throwaway self-signed certificate that the run trusts")
+@click.option("--ca", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="with --tls: PEM file of the CAs (or the certificate) to trust [default: the system's]")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="the target cluster's data dir, to find its status endpoints [default: probe port+1, port+2...]")
 @click.option("--spawn", is_flag=True, help="start a cluster for the run on free ports (and stop it after)")
@@ -77,7 +90,8 @@ def _mix(ctx: click.Context, param: click.Parameter, value: str) -> str:
               help="draw throughput and latency percentiles over time to this PNG (needs matplotlib)")
 @click.option("--live/--no-live", default=None, help="live table and progress bar [default: when a terminal]")
 def bench(clients: int, rooms: int, rps: float, duration: int, warmup: int, grace: float, mix: str, interval: int,
-          host: str, port: int, data_dir: str | None, spawn: bool, shards: int, gateways: int,
+          host: str, port: int, transport: str, http_port: int, tls: bool, ca: str | None,
+          data_dir: str | None, spawn: bool, shards: int, gateways: int,
           spawn_args: tuple[str, ...],
           procs: str, login_concurrency: int, latency_from: str, seed: int | None, json_path: str | None,
           plot_path: str | None, live: bool | None) -> None:
@@ -87,12 +101,17 @@ def bench(clients: int, rooms: int, rps: float, duration: int, warmup: int, grac
     evenly; then every client sends chat at --rps, open loop. Latency is from a
     client's send to that client receiving its own copy. Lost messages, seq gaps,
     reorders, duplicates and missing deliveries are counted: any of them makes the
-    exit status 1 (3 if the run could not be carried out).
+    exit status 1 (3 if the run could not be carried out). --transport and --tls
+    run the same scenario over WebSocket (binary or JSON) and TLS.
     """
     from .report import PlainDisplay, RichDisplay, render_result, write_json, write_plot
     from .runner import BenchOptions, RunAborted, run_bench
 
     n_procs = _procs(procs)
+    if ca and not tls:
+        raise click.UsageError("--ca is for --tls")
+    if ca and spawn:
+        raise click.UsageError("with --spawn --tls the bench makes its own certificate and trusts it: drop --ca")
     if plot_path:
         try:
             import matplotlib  # noqa: F401
@@ -109,7 +128,8 @@ def bench(clients: int, rooms: int, rps: float, duration: int, warmup: int, grac
         raise click.UsageError(str(exc)) from None
     options = BenchOptions(profile=profile, host=host, port=port, spawn=spawn, shards=shards, gateways=gateways,
                            spawn_args=spawn_args, data_dir=data_dir, procs=n_procs,
-                           login_concurrency=login_concurrency)
+                           login_concurrency=login_concurrency, transport=transport, tls=tls, ca=ca,
+                           http_port=http_port)
     console = Console(highlight=False)
     if not console.is_terminal:
         console = Console(highlight=False, width=200)  # a log: one table row per line, not wrapped at 80

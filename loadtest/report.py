@@ -36,6 +36,17 @@ SERVER_COLUMNS = (
     ("GC ms", "gc_pause_ms"), ("gw writes/s", "gw_writes_s"), ("srv CPU %", "cpu_percent"),
 )
 KIB_KEYS = {"sendbuf_inuse_bytes", "sendbuf_peak_bytes"}
+#: --transport values and how the report names them.
+TRANSPORTS = {
+    "tcp": "TCP",
+    "ws": "WebSocket binary (chatcluster.v1)",
+    "ws-json": "WebSocket JSON (chatcluster.json.v1)",
+}
+
+
+def transport_label(transport: str, tls: bool) -> str:
+    """What the clients spoke, for the headings: "TCP", "WebSocket JSON (chatcluster.json.v1) with TLS"..."""
+    return TRANSPORTS[transport] + (" with TLS" if tls else "")
 
 
 def fmt(value: object, key: str = "") -> str:
@@ -88,6 +99,7 @@ def render_result(console: Console, result: dict) -> None:
     p = result["profile"]
     run = result.get("run", {})
     mix = PayloadMix.parse(p["mix"]).describe()
+    console.print(Text(f"Transport: {run.get('via', 'TCP')}", style="bold"))
     console.print(Text(
         f"Workload: {p['clients']} clients, {p['rooms']} rooms, {p['rps']:g} msgs/s per client "
         f"(target {p['target_msgs_s']:,.0f} msgs/s, {p['target_deliveries_s']:,.0f} deliveries/s), "
@@ -198,11 +210,17 @@ def write_plot(path: str | Path, result: dict) -> None:
 
 def _plot_title(result: dict) -> str:
     p = result["profile"]
-    return (f"chatctl bench: {p['clients']} clients, {p['rooms']} rooms, {p['rps']:g} rps "
+    via = result.get("run", {}).get("via", "TCP")
+    return (f"chatctl bench ({via}): {p['clients']} clients, {p['rooms']} rooms, {p['rps']:g} rps "
             f"-> {result['kpi']['bc_deliveries_s']:,.0f} deliveries/s, p99 {_ms(result['latency']['p99'])}")
 
 
 # ---------------------------------------------------------------------------- during the run
+
+def _started_line(profile: Profile, procs: int, host: str, port: int, via: str) -> str:
+    return (f"bench: {profile.clients} clients, {profile.rooms} rooms, {profile.rps:g} rps against {host}:{port} "
+            f"over {via}, {procs} load-generator process(es), run tag {profile.runtag}")
+
 
 class PlainDisplay:
     """Line by line, for logs and CI: setup steps, then a workload row every interval."""
@@ -221,9 +239,8 @@ class PlainDisplay:
             self._last_print = now
             self._last_setup = (phase, done)
 
-    def started(self, profile: Profile, procs: int, host: str, port: int) -> None:
-        self.console.print(f"bench: {profile.clients} clients, {profile.rooms} rooms, {profile.rps:g} rps against "
-                           f"{host}:{port}, {procs} load-generator process(es), run tag {profile.runtag}")
+    def started(self, profile: Profile, procs: int, host: str, port: int, via: str = "TCP") -> None:
+        self.console.print(_started_line(profile, procs, host, port, via))
 
     def tick(self, tick: dict) -> None:
         if tick["phase"] == "measured" and tick["late_share"] > 0.01 and not self._warned_late:
@@ -286,10 +303,9 @@ class RichDisplay:
         self.progress.update(self._task(f"setup: {phase}", max(total, 1)), completed=done)
         self.live.update(self._render())
 
-    def started(self, profile: Profile, procs: int, host: str, port: int) -> None:
+    def started(self, profile: Profile, procs: int, host: str, port: int, via: str = "TCP") -> None:
         self.run_total = profile.send_seconds
-        self.console.print(f"bench: {profile.clients} clients, {profile.rooms} rooms, {profile.rps:g} rps against "
-                           f"{host}:{port}, {procs} load-generator process(es), run tag {profile.runtag}")
+        self.console.print(_started_line(profile, procs, host, port, via))
 
     def tick(self, tick: dict) -> None:
         self.last_tick = tick

@@ -16,14 +16,16 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Protocol
 
-from chatcluster.common.config import auto_shards
+from chatcluster.common.config import DEFAULT_HTTP_PORT, auto_shards
 from chatcluster.common.control import fetch_status
 from chatcluster.spawn import SpawnedCluster, SpawnError
 
 from .kpi import Aggregator
 from .profile import Profile, auto_procs
+from .report import transport_label
 from .schedule import NS
 from .server import Endpoint, StatusSampler, endpoints_from_run_file, probe_endpoints, server_window
+from .tls import CertificateError, make_self_signed
 from .worker import WorkerSpec, raise_nofile, worker_main
 
 START_DELAY_S = 1.0       # between "all joined" and the common start: every join notification has arrived by then
@@ -36,7 +38,7 @@ class RunAborted(Exception):
 
 class Display(Protocol):
     def setup(self, phase: str, done: int, total: int) -> None: ...
-    def started(self, profile: Profile, procs: int, host: str, port: int) -> None: ...
+    def started(self, profile: Profile, procs: int, host: str, port: int, via: str = "TCP") -> None: ...
     def tick(self, tick: dict) -> None: ...
     def row(self, row: dict, server: dict) -> None: ...
     def note(self, text: str, style: str = "") -> None: ...
@@ -55,7 +57,15 @@ class BenchOptions:
     data_dir: str | None = None
     procs: int | None = None        # None: auto
     login_concurrency: int = 64
+    transport: str = "tcp"          # tcp, ws or ws-json (report.TRANSPORTS)
+    tls: bool = False
+    ca: str | None = None           # with tls and without spawn: the CAs to trust (None: the system's)
+    http_port: int = DEFAULT_HTTP_PORT  # where ws and ws-json connect (path /ws); --port stays the client port
     extra: dict = field(default_factory=dict)
+
+    @property
+    def websocket(self) -> bool:
+        return self.transport != "tcp"
 
 
 # ---------------------------------------------------------------------------- the workers
@@ -110,13 +120,14 @@ class Hub:
             conn.close()
 
 
-def start_workers(opts: BenchOptions, host: str, port: int, procs: int) -> Hub:
+def start_workers(opts: BenchOptions, host: str, port: int, procs: int, ca: str | None = None) -> Hub:
+    """The load-generator processes, connecting to host:port (the HTTP port for WebSocket transports)."""
     ctx = multiprocessing.get_context("spawn")
     conns, processes = [], []
     for k in range(procs):
         parent_end, child_end = ctx.Pipe()
         spec = WorkerSpec(index=k, procs=procs, host=host, port=port, profile=opts.profile,
-                          login_concurrency=opts.login_concurrency)
+                          login_concurrency=opts.login_concurrency, transport=opts.transport, tls=opts.tls, ca=ca)
         proc = ctx.Process(target=worker_main, args=(child_end, spec), name=f"bench-worker-{k}", daemon=True)
         proc.start()
         child_end.close()
@@ -161,15 +172,25 @@ def run_bench(opts: BenchOptions, ui: Display) -> dict:
     hub: Hub | None = None
     fetch = functools.partial(fetch_status, timeout=0.5)
     try:
-        host, port = opts.host, opts.port
+        host, port, http_port, ca = opts.host, opts.port, opts.http_port, opts.ca
         if opts.spawn:
-            ui.note(f"starting a cluster: {opts.gateways} gateway(s), {opts.shards} shards ...")
+            data_dir = Path(tempfile.mkdtemp(prefix="chatbench-"))
+            spawn_args = opts.spawn_args
+            if opts.tls:  # a throwaway certificate for this host, trusted by this run only
+                try:
+                    cert, key = make_self_signed(data_dir / "tls", host)
+                except CertificateError as exc:
+                    raise RunAborted(str(exc)) from None
+                spawn_args += ("--tls-cert", str(cert), "--tls-key", str(key))
+                ca = str(cert)
+            ui.note(f"starting a cluster: {opts.gateways} gateway(s), {opts.shards} shards"
+                    f"{', TLS' if opts.tls else ''} ...")
             try:
-                cluster = SpawnedCluster.start(Path(tempfile.mkdtemp(prefix="chatbench-")), *opts.spawn_args,
-                                               shards=opts.shards, gateways=opts.gateways, host=host, tied=True)
+                cluster = SpawnedCluster.start(data_dir, *spawn_args, shards=opts.shards, gateways=opts.gateways,
+                                               host=host, tied=True)
             except SpawnError as exc:
                 raise RunAborted(str(exc)) from None
-            port = cluster.port
+            port, http_port = cluster.port, cluster.http_port
             endpoints: list[Endpoint] = endpoints_from_run_file(cluster.data_dir)
         elif opts.data_dir:
             endpoints = endpoints_from_run_file(opts.data_dir)
@@ -182,8 +203,9 @@ def run_bench(opts: BenchOptions, ui: Display) -> dict:
 
         procs = opts.procs or auto_procs(p, os.cpu_count() or 1)
         procs = max(1, min(procs, p.clients))
-        ui.started(p, procs, host, port)
-        hub = start_workers(opts, host, port, procs)
+        target = http_port if opts.websocket else port
+        ui.started(p, procs, host, target, transport_label(opts.transport, opts.tls))
+        hub = start_workers(opts, host, target, procs, ca)
         t_setup = time.monotonic()
         _setup_phase(hub, "login", p.clients, ui)
         hub.broadcast("create")
@@ -246,7 +268,10 @@ def run_bench(opts: BenchOptions, ui: Display) -> dict:
             "total": server_total,
         }
         result["run"] = {
-            "host": host, "port": port, "spawned": bool(cluster), "shards": opts.shards if cluster else None,
+            "host": host, "port": port, "transport": opts.transport, "tls": opts.tls,
+            "via": transport_label(opts.transport, opts.tls),
+            "http_port": http_port if opts.websocket else None,
+            "spawned": bool(cluster), "shards": opts.shards if cluster else None,
             "gateways": opts.gateways if cluster else None,
             "setup_s": round(setup_s, 3), "grace_used_s": round(grace_used, 3), "grace_ended_early": ended_early,
             "members_mismatch": sum(f.get("members_mismatch", 0) for f in finals.values()),

@@ -5,7 +5,7 @@ through the same phases over a pipe: log in -> create rooms -> join -> start
 at a common monotonic time -> send ticks every second -> drain -> final.
 Each process handles the clients i with i % P == k, on uvloop when
 available, with asyncio Protocols (no streams: one callback per read, no
-extra buffering).
+extra buffering; protocols.py), over raw TCP or WebSocket, with or without TLS.
 
 Pipe messages (tuples, pickled by multiprocessing):
   parent -> worker: ("create",) ("join", [room ids]) ("start", t0_ns) ("finish",)
@@ -31,15 +31,13 @@ from chatcluster.proto import chat_pb2
 from .accounting import LATE_US, Counters, encode_histogram, new_histogram
 from .core import BenchClient
 from .profile import PayloadMix, Profile, TextPool, clients_of
+from .protocols import BenchProtocol, SetupError, WsBenchProtocol
 from .schedule import NS, SendSchedule, draw_phase
+from .tls import client_context
 
 monotonic_ns = time.monotonic_ns
 EARLY_NS = 500_000          # a send due within 0.5 ms is sent now rather than re-arming a timer
 DRAIN_PERIOD = 0.1
-
-
-class SetupError(Exception):
-    """A setup step was refused or timed out: the run cannot be measured."""
 
 
 @dataclass
@@ -52,64 +50,9 @@ class WorkerSpec:
     login_concurrency: int = 64
     connect_timeout: float = 10.0
     reply_timeout: float = 60.0
-
-
-class BenchProtocol(asyncio.Protocol):
-    """Moves bytes between one TCP connection and its BenchClient, and waits for one setup reply at a time.
-
-    The client's own receive() is the data_received of this protocol (one
-    Python call per read, not two): it reads the clock itself and calls
-    back to close a stream it cannot frame.
-    """
-
-    def __init__(self, client: BenchClient, worker: Worker) -> None:
-        self.client = client
-        self.worker = worker
-        self.transport: asyncio.Transport | None = None
-        self.alive = False
-        self.waiter: asyncio.Future | None = None
-        self.data_received = client.receive  # type: ignore[method-assign]
-        client.on_reply = self._on_reply
-        client.on_broken = self._close
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.alive = True
-
-    def _close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.alive = False
-        if not self.worker.closing:
-            self.client.counters.dead += 1
-            self.client._sample_error(f"{self.client.name}: connection closed by the server"
-                                      + (f" ({exc})" if exc else ""))
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(SetupError(f"{self.client.name}: connection closed during setup"))
-
-    def write(self, frame: bytes) -> None:
-        c = self.client.counters
-        c.io_s += 1
-        c.bytes_s += len(frame)
-        self.transport.write(frame)  # type: ignore[union-attr]
-
-    async def request(self, frame: bytes, timeout: float) -> tuple[int, object]:
-        """Send a setup request and wait for its reply (S_ERROR counts as a reply)."""
-        loop = asyncio.get_running_loop()
-        self.waiter = loop.create_future()
-        self.write(frame)
-        try:
-            return await asyncio.wait_for(self.waiter, timeout)
-        except TimeoutError:
-            raise SetupError(f"{self.client.name}: no reply within {timeout:.0f} s") from None
-        finally:
-            self.waiter = None
-
-    def _on_reply(self, kind: int, msg: object) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result((kind, msg))
+    transport: str = "tcp"          # tcp, ws (binary frames) or ws-json; ws connects to `port` as the HTTP port
+    tls: bool = False
+    ca: str | None = None           # with tls: the CAs to trust (None: the system's)
 
 
 def _describe_refusal(kind: int, msg: object) -> str:
@@ -131,7 +74,8 @@ class Worker:
         self.closing = False
         self.indices = list(clients_of(spec.index, spec.procs, self.profile.clients))
         self.clients = [BenchClient(i, self.profile.name(i), self.counters, self.hist, self.profile.clients,
-                                    None, self.errors) for i in self.indices]
+                                    None, self.errors, json=spec.transport == "ws-json") for i in self.indices]
+        self.ssl = client_context(spec.ca) if spec.tls else None
         self.protos: list[BenchProtocol | None] = [None] * len(self.clients)
         self.commands: asyncio.Queue = asyncio.Queue()
         self.rng = random.Random(f"{self.profile.seed}/{spec.index}")
@@ -176,14 +120,22 @@ class Worker:
         loop = asyncio.get_running_loop()
         client = self.clients[slot]
         spec = self.spec
+        if spec.transport == "tcp":
+            def factory() -> BenchProtocol:
+                return BenchProtocol(client, self)
+        else:
+            def factory() -> BenchProtocol:
+                return WsBenchProtocol(client, self, spec.host, spec.port)
+        tls = {"ssl": self.ssl, "server_hostname": spec.host} if self.ssl is not None else {}
         async with sem:
             try:
                 _, proto = await asyncio.wait_for(
-                    loop.create_connection(lambda: BenchProtocol(client, self), spec.host, spec.port),
-                    spec.connect_timeout)
-            except (OSError, TimeoutError) as exc:
-                raise SetupError(f"{client.name}: cannot connect to {spec.host}:{spec.port}: {exc}") from None
+                    loop.create_connection(factory, spec.host, spec.port, **tls), spec.connect_timeout)
+            except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
+                raise SetupError(f"{client.name}: cannot connect to {spec.host}:{spec.port}"
+                                 f"{' (TLS)' if tls else ''}: {exc}") from None
             self.protos[slot] = proto
+            await proto.opened(spec.connect_timeout)
             kind, msg = await proto.request(client.login_frame(self.profile.password), spec.reply_timeout)
             if kind != MsgId.S_LOGIN_RES or not msg.success:
                 raise SetupError(f"{client.name}: login refused: {_describe_refusal(kind, msg)}")
@@ -319,8 +271,8 @@ class Worker:
                                         "cpu_s": time.process_time(), "loop": type(loop).__module__})
         self.closing = True
         for proto in self.protos:
-            if proto is not None and proto.transport is not None:
-                proto.transport.abort()
+            if proto is not None:
+                proto.finish()
         await asyncio.sleep(0)
 
 
