@@ -134,13 +134,16 @@ class WebSocketLink:
             return
         if ws.writes:  # pongs or a close the library queued go first (attribute of websockets <18's Protocol)
             self.conn.send_pending()
+        stats = self.stats
         if self.json:
             message = self.cache.message
             parts = [message(frame) for frame in split_frames(data)]
-            self.stats.messages_out += len(parts)
+            stats.messages_out += len(parts)
+            stats.bytes_out += sum(map(len, parts))
         else:
             parts = [header(FIN_BINARY, len(data)), data]
-            self.stats.messages_out += 1
+            stats.messages_out += 1
+            stats.bytes_out += len(data)
         self.transport.writelines(parts)
 
     def close(self) -> None:
