@@ -56,11 +56,14 @@ def test_kubernetes_manifests_agree_with_their_config(tmp_path):
         assert shard[probe]["httpGet"] == {"path": "/healthz", "port": config.shards[0].control_port}
     gateway = container(docs[("Deployment", "chatcluster-gateway")])
     assert gateway["args"][-4:] == ["--role", "gateway", "--id", "auto"]
-    assert {p["containerPort"] for p in gateway["ports"]} == {config.gateways[0].port, config.gateways[0].control_port}
+    spec = config.gateways[0]
+    assert {p["containerPort"] for p in gateway["ports"]} == {spec.port, spec.http_port, spec.control_port}
+    mounts = {m["name"]: m["mountPath"] for m in gateway["volumeMounts"]}
+    assert Path(config.tls_cert).parent == Path(config.tls_key).parent == Path(mounts["tls"])
     for probe in ("readinessProbe", "livenessProbe"):
         assert gateway[probe]["httpGet"]["port"] == config.gateways[0].control_port
     service = docs[("Service", "chatcluster")]
-    assert service["spec"]["ports"][0]["targetPort"] == config.gateways[0].port
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == [spec.port, spec.http_port]
     assert docs[("Service", "chatcluster-shard")]["spec"]["clusterIP"] == "None"  # stable per-pod DNS names
     job = container(docs[("Job", "chatcluster-db-init")])
     assert job["args"][:2] == ["db", "init"]
@@ -75,7 +78,8 @@ def test_compose_file_agrees_with_its_config(tmp_path):
         name = f"shard{spec.id}"
         assert services[name]["command"][-4:] == ["--role", "shard", "--id", str(spec.id)]
         assert spec.endpoint == f"tcp://{name}:5600"
-    assert services["gateway"]["ports"] == [f"{config.gateways[0].port}:{config.gateways[0].port}"]
+    spec = config.gateways[0]
+    assert services["gateway"]["ports"] == [f"{spec.port}:{spec.port}", f"{spec.http_port}:{spec.http_port}"]
     assert services["db-init"]["command"][:2] == ["db", "init"]
     assert "SERVER=postgres" in config.db_url
 
