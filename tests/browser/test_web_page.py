@@ -1,0 +1,383 @@
+"""The web chat page (gateway/web/) in real Chromium, against a real cluster, beside a TCP client.
+
+What a user of the page relies on: every message reaches every member in one
+order whether they use the page or a TCP client; a reload or a dropped
+connection loses nothing that cannot be got back (logging in again, the room
+rejoined by itself); errors are shown in words on the page; and the page
+shows what a person would read (checked in a screenshot by OCR).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from chatpage import TIMEOUT, ChatPage
+from chatwire import WireClient
+from relay import Relay
+
+from chatcluster.proto import chat_pb2 as pb
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parents[2]
+_counter = iter(range(1, 1_000_000))
+
+
+def unique(prefix: str) -> str:
+    """A player name no other test of this cluster uses."""
+    return f"{prefix}{next(_counter)}"
+
+
+def page_url(cluster) -> str:
+    return f"http://127.0.0.1:{cluster.http_port}/"
+
+
+class TcpMember:
+    """A WireClient (raw TCP, docs/PROTOCOL.md framing) that keeps everything it receives, to wait on."""
+
+    def __init__(self, cluster, name: str, password: str = "pw") -> None:
+        self.name = name
+        self.wire = WireClient(cluster.host, cluster.port, timeout=TIMEOUT)
+        res = self.wire.login(name, password)
+        assert res.success, res.message
+        self.got: list = []
+
+    def until(self, probe: Callable[[list], T], what: str, timeout: float = TIMEOUT) -> T:
+        """probe(everything received so far)'s first truthy value, reading more until then."""
+        deadline = time.monotonic() + timeout
+        while not (value := probe(self.got)):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"{self.name} (TCP) timed out waiting for {what}; got {self.got}")
+            try:
+                message = self.wire.recv(remaining)
+            except TimeoutError:
+                continue
+            if message is None:
+                raise AssertionError(f"{self.name} (TCP): connection closed while waiting for {what}")
+            self.got.append(message)
+        return value
+
+    def join(self, room_id: str) -> pb.S_JOIN_ROOM_RES:
+        self.wire.send(pb.C_JOIN_ROOM_REQ(room_id=int(room_id)))
+        res = self.until(lambda got: next((m for m in got if isinstance(m, pb.S_JOIN_ROOM_RES)), None), "joined")
+        assert res.success, res.message
+        return res
+
+    def create(self, room_name: str) -> str:
+        """Create a room (and so be in it); its id as the page shows it."""
+        self.wire.send(pb.C_CREATE_ROOM_REQ(name=room_name))
+        res = self.until(lambda got: next((m for m in got if isinstance(m, pb.S_CREATE_ROOM_RES)), None), "created")
+        assert res.success, res.message
+        return str(res.room.room_id)
+
+    def chats(self) -> list[tuple[int, str, str]]:
+        return [(m.seq, m.sender.name, m.text) for m in self.got if isinstance(m, pb.S_ROOM_CHAT_NTF)]
+
+    def wait_chats(self, count: int) -> list[tuple[int, str, str]]:
+        return self.until(lambda _: len(c := self.chats()) >= count and c, f"{count} chat messages")
+
+    def events(self) -> list[tuple[str, str]]:
+        kinds = {pb.S_JOIN_ROOM_NTF: "join", pb.S_LEAVE_ROOM_NTF: "leave"}
+        return [(kinds[type(m)], m.player.name) for m in self.got if type(m) in kinds]
+
+    def wait_event(self, kind: str, name: str, count: int = 1) -> None:
+        self.until(lambda _: self.events().count((kind, name)) >= count, f"{count}x {kind} of {name}")
+
+    def close(self) -> None:
+        self.wire.close()
+
+
+def shown_chats(page: ChatPage, count: int) -> list[tuple[int, str, str]]:
+    return [(seq, sender, text) for seq, sender, text, _mine in page.wait_messages(count)]
+
+
+# ------------------------------------------------------------------------------------------------ 1. one order
+def test_two_pages_and_a_tcp_client_see_every_message_in_one_order(browsers, web_cluster):
+    ann_name, bob_name, carol_name = unique("ann"), unique("bob"), unique("carol")
+    ann, bob = (ChatPage(driver, page_url(web_cluster)).open() for driver in browsers(2))
+    ann.login(ann_name)
+    room = ann.create_room("Lighthouse")
+    bob.login(bob_name)
+    bob.join_from_list(room)
+    ann.wait_notice("join", f"{bob_name} joined")
+    carol = TcpMember(web_cluster, carol_name)
+    joined = carol.join(room)
+    assert sorted(p.name for p in joined.members) == sorted([ann_name, bob_name, carol_name])
+    for page in (ann, bob):
+        page.wait_notice("join", f"{carol_name} joined")
+        page.wait(lambda p=page: sorted(p.members()) == sorted([ann_name, bob_name, carol_name]), "three members")
+
+    # Interleaved, from both kinds of client; the last one is markup that must stay text.
+    markup = '<img src=x onerror="document.title=\'pwned\'"><b>bold?</b>'
+    for i in range(3):
+        ann.say(f"ann says {i}")
+        carol.wire.chat(f"carol says {i}")
+        bob.say(f"bob says {i}")
+    carol.wire.chat(markup)
+
+    seen_by_carol = carol.wait_chats(10)
+    seen_by_ann, seen_by_bob = shown_chats(ann, 10), shown_chats(bob, 10)
+    assert seen_by_ann == seen_by_bob == seen_by_carol  # one order, one seq, one text for all three
+    assert [seq for seq, _, _ in seen_by_ann] == list(range(1, 11))
+    for name, prefix in ((ann_name, "ann"), (bob_name, "bob")):  # each sender's messages in its sending order
+        assert [text for _, sender, text in seen_by_ann if sender == name] == [f"{prefix} says {i}" for i in range(3)]
+    assert [text for _, sender, text in seen_by_ann if sender == carol_name] == [
+        "carol says 0", "carol says 1", "carol says 2", markup]
+
+    # Own messages look different, and every message shows the server's time.
+    assert {(sender, mine) for _, sender, _, mine in ann.messages()} == {
+        (ann_name, True), (bob_name, False), (carol_name, False)}
+    times = ann.driver.execute_script(
+        "return [...document.querySelectorAll('#messages .msg-time')].map(t => t.getAttribute('datetime'))")
+    assert times == [_iso_ms(m.server_time_us) for m in carol.got if isinstance(m, pb.S_ROOM_CHAT_NTF)]
+
+    # The markup arrived as text: no element was made from it and no script of it ran.
+    assert ann.driver.execute_script("return document.querySelectorAll('#messages img, #messages b').length") == 0
+    assert ann.driver.title != "pwned"
+
+    # Leaving: the leaver is back in the lobby; the others see the notice and the member list shrink.
+    bob.by_id("leave-room").click()
+    bob.wait(lambda: bob.room_id() == "" and bob.shown("lobby"), "bob back in the lobby")
+    ann.wait_notice("leave", f"{bob_name} left")
+    ann.wait(lambda: sorted(ann.members()) == sorted([ann_name, carol_name]), "bob gone from the member list")
+    carol.wait_event("leave", bob_name)
+    carol.close()
+
+
+def _iso_ms(server_time_us: int) -> str:
+    """What the page's <time datetime> says for a server time: JavaScript's Date, to the millisecond, in UTC."""
+    moment = datetime.datetime.fromtimestamp(server_time_us // 1000 / 1000, datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# ------------------------------------------------------------------------------------------------ 2. reload
+def test_a_page_reloaded_mid_chat_logs_in_again_and_chats_on(browsers, web_cluster):
+    ann_name, bob_name, carol_name = unique("ann"), unique("bob"), unique("carol")
+    ann, bob = (ChatPage(driver, page_url(web_cluster)).open() for driver in browsers(2))
+    ann.login(ann_name)
+    room = ann.create_room("Reload room")
+    bob.login(bob_name, password="bobs secret")
+    bob.join_room(room)
+    bob.wait(lambda: bob.room_id() == room, "bob in the room")
+    carol = TcpMember(web_cluster, carol_name)
+    carol.join(room)
+    ann.say("before the reload")
+    bob.wait_messages(1)
+
+    bob.driver.refresh()
+    bob.wait(lambda: bob.shown("login-form") and not bob.shown("chat-view"), "the login form after the reload")
+    # Nothing the reload could find: the password lived in the page's memory only.
+    assert bob.driver.execute_script(
+        "return [localStorage.length, sessionStorage.length, document.cookie]") == [0, 0, ""]
+    ann.wait_notice("leave", f"{bob_name} left")
+    carol.wait_event("leave", bob_name)
+
+    bob.login(bob_name, password="bobs secret")
+    bob.join_room(room)
+    bob.wait(lambda: bob.room_id() == room, "bob back in the room")
+    ann.wait_notice("join", f"{bob_name} joined", count=2)
+    carol.wait_event("join", bob_name)
+    assert carol.events() == [("leave", bob_name), ("join", bob_name)]
+    assert sorted(bob.members()) == sorted([ann_name, bob_name, carol_name])
+
+    bob.say("back after the reload")
+    expected = [(1, ann_name, "before the reload"), (2, bob_name, "back after the reload")]
+    assert carol.wait_chats(2) == expected
+    assert shown_chats(ann, 2) == expected
+    # The reloaded page shows its own message, after the room's recent history where the server sends it.
+    shown = bob.wait(lambda: (c := [tuple(m[:3]) for m in bob.messages()]) and c[-1] == expected[-1] and c,
+                     "bob's message on his page")
+    assert shown == expected[-len(shown):]
+    carol.close()
+
+
+# ------------------------------------------------------------------------------------------------ 3. reconnect
+def test_a_dropped_connection_reconnects_with_backoff_and_rejoins_the_room(browsers, web_cluster):
+    dora_name, carol_name = unique("dora"), unique("carol")
+    relay = Relay((web_cluster.host, web_cluster.http_port))
+    try:
+        dora = ChatPage(browsers(1)[0], f"http://127.0.0.1:{relay.port}/").open()
+        dora.login(dora_name)
+        room = dora.create_room("Harbour")
+        carol = TcpMember(web_cluster, carol_name)
+        carol.join(room)
+        dora.wait_notice("join", f"{carol_name} joined")
+        dora.say("before the drop")
+        assert carol.wait_chats(1) == [(1, dora_name, "before the drop")]
+
+        relay.cut()  # the page's connection ends, and new ones are refused for now
+        dora.wait(lambda: dora.status()[0] == "reconnecting", "the page to say it is reconnecting")
+        assert "Reconnecting" in dora.status()[1]
+        dora.wait_notice("info", "Connection lost. Reconnecting…")
+        carol.wait_event("leave", dora_name)  # the gateway saw the connection end, as for any drop
+        # It keeps trying by itself, each wait longer than the one before (0.5 s doubling, times 0.5..1).
+        dora.wait(lambda: len(relay.refused_at) >= 3, "three refused reconnect attempts")
+        first, second, third = relay.refused_at[:3]
+        assert second - first >= 0.45 and third - second >= 0.95, relay.refused_at
+        assert dora.status()[0] == "reconnecting" and not dora.shown("login-form")
+
+        relay.restore()
+        dora.wait(lambda: dora.status()[0] == "online", "the page back online")
+        carol.wait_event("join", dora_name)  # logged in again with the credentials it held, and rejoined
+        dora.wait(lambda: dora.room_id() == room and sorted(dora.members()) == sorted([dora_name, carol_name]),
+                  "dora back in her room with carol")
+        dora.wait_notice("info", "Reconnected: back in the room.")
+        assert dora.error() == ""
+
+        carol.wire.chat("welcome back")
+        dora.wait(lambda: [m[:3] for m in dora.messages()] == [[1, dora_name, "before the drop"],
+                                                               [2, carol_name, "welcome back"]],
+                  "carol's message after the reconnect")
+        dora.say("glad to be back")
+        assert carol.wait_chats(3)[-1] == (3, dora_name, "glad to be back")
+        carol.close()
+    finally:
+        relay.close()
+
+
+def test_after_the_gateway_is_killed_the_page_logs_in_again_by_itself(browsers, cluster_factory):
+    cluster = cluster_factory()
+    eve_name, carol_name = unique("eve"), unique("carol")
+    eve = ChatPage(browsers(1)[0], page_url(cluster)).open()
+    eve.login(eve_name)
+    room = eve.create_room("Night shift")
+    carol = TcpMember(cluster, carol_name)
+    carol.join(room)
+    eve.wait_notice("join", f"{carol_name} joined")
+
+    gateway = cluster.gateway_status()
+    os.kill(gateway["pid"], signal.SIGKILL)
+    eve.wait(lambda: eve.status()[0] == "reconnecting", "the page to say it is reconnecting")
+    assert carol.wire.closed_by_server(timeout=TIMEOUT)
+    # The supervisor restarts the gateway; the page logs in again with the credentials it held.
+    eve.wait(lambda: eve.status()[0] == "online", "the page back online", timeout=40)
+    assert eve.shown("chat-view") and not eve.shown("login-form") and eve.by_id("me-name").text == eve_name
+    # Its room is gone: every member was on the dead gateway, and the shards drop that gateway's sessions at
+    # the new one's first heartbeat, which goes out before any client traffic. The page says so in words.
+    error = eve.wait(eve.error, "an error saying the room could not be rejoined")
+    assert "could not rejoin “Night shift”" in error
+    assert eve.room_id() == "" and eve.shown("lobby")
+
+    # And chat goes on: carol comes back and opens a room; the page joins it from the list.
+    carol = TcpMember(cluster, carol_name)
+    eve.join_from_list(carol.create("Morning shift"))
+    carol.wait_event("join", eve_name)
+    carol.wire.chat("good morning")
+    assert shown_chats(eve, 1) == [(1, carol_name, "good morning")]
+    carol.close()
+
+
+# ------------------------------------------------------------------------------------------------ 4. errors
+def test_errors_are_shown_in_words_on_the_page(browsers, web_cluster):
+    name = unique("frank")
+    page = ChatPage(browsers(1)[0], page_url(web_cluster)).open()
+    # What the server says, learnt from TCP clients, so the test checks the page shows the server's own words.
+    first = WireClient(web_cluster.host, web_cluster.port)
+    assert first.login(name, "right password").success
+    first.close()
+    refused = WireClient(web_cluster.host, web_cluster.port).login(name, "wrong password")
+    assert not refused.success and refused.message
+    witness = TcpMember(web_cluster, unique("witness"))
+    witness.wire.send(pb.C_JOIN_ROOM_REQ(room_id=987654321))
+    no_room = witness.until(lambda got: next((m for m in got if isinstance(m, pb.S_JOIN_ROOM_RES)), None), "answer")
+    assert not no_room.success and no_room.message
+
+    # A wrong password: the server's reason, on the login form; nothing kept, nothing retried.
+    page.submit_login(name, "wrong password")
+    shown = page.wait(page.login_error, "the login error")
+    assert refused.message in shown
+    assert page.shown("login-form") and page.status()[0] == "offline"
+    assert page.by_id("login-password").get_attribute("value") == ""
+
+    page.login(name, "right password")
+    # A room that does not exist: refused in words, still in the lobby.
+    page.join_room("987654321")
+    error = page.wait(page.error, "the error banner")
+    assert error.startswith("Could not join the room") and no_room.message in error
+    assert page.room_id() == ""
+    page.by_id("error-close").click()
+    page.wait(lambda: not page.shown("error-banner"), "the banner dismissed")
+
+    # Logged in elsewhere: the page says so and does not log back in (two tabs would replace each other forever).
+    elsewhere = TcpMember(web_cluster, name, "right password")
+    error = page.wait(page.error, "the page to say it was replaced")
+    assert "logged in from another tab or device" in error
+    page.wait(lambda: page.status()[0] == "offline", "the page offline")
+    assert elsewhere.wire.quiet(timeout=2.0)  # not replaced in turn: the page's back-off would retry within 0.5 s
+    assert page.shown("retry-now")
+    elsewhere.close()
+    witness.close()
+
+
+# ------------------------------------------------------------------------------------------------ 5. screenshot
+def test_a_screenshot_of_the_page_shows_the_room_and_its_messages(browsers, web_cluster, tmp_path):
+    tesseract = shutil.which("tesseract")
+    if tesseract is None:
+        pytest.fail("the screenshot test reads the page with OCR: apt-get install tesseract-ocr (.ci/run does this)",
+                    pytrace=False)
+    maya = ChatPage(browsers(1)[0], page_url(web_cluster)).open()
+    driver = maya.driver
+    # A fixed viewport, as the README's picture: 1200x760 CSS pixels at scale 1.
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": 1200, "height": 760, "deviceScaleFactor": 1, "mobile": False})
+    try:
+        others = [TcpMember(web_cluster, name) for name in ("Tom", "Lena", "Sam")]  # rooms besides Maya's, listed
+        others[0].create("Release planning")
+        others[2].join(others[1].create("Random"))
+        maya.login("Maya")
+        room = maya.create_room("Lighthouse crew")
+        jonas, priya = TcpMember(web_cluster, "Jonas"), TcpMember(web_cluster, "Priya")
+        for member in (jonas, priya):
+            member.join(room)
+            maya.wait_notice("join", f"{member.name} joined")
+        script = [
+            (jonas, "Morning! Is the gateway rollout still on for 10:30?"),
+            (maya, "Yes. The canary has been healthy all night, p99 around 14 ms."),
+            (priya, "I'll keep the dashboards open and post numbers here."),
+            (jonas, "Great. I'll drain the old gateways one at a time."),
+            (maya, "Sounds good. Reconnects should be invisible to users now."),
+        ]
+        for count, (who, text) in enumerate(script, start=1):
+            if who is maya:
+                maya.say(text)
+            else:
+                who.wire.chat(text)
+            maya.wait_messages(count)  # one at a time, so the conversation reads in this order
+        driver.execute_script("document.activeElement.blur()")  # no caret blinking into one picture only
+
+        before = _ocr(tesseract, driver, tmp_path / "before.png")
+        priya.wire.chat("Numbers look steady: zero lost messages so far.")
+        maya.wait_messages(len(script) + 1)
+        after = _ocr(tesseract, driver, tmp_path / "after.png")
+
+        for words in ("lighthouse crew", "release planning", "canary has been healthy", "drain the old gateways",
+                      "jonas", "priya"):
+            assert words in before and words in after, f"{words!r} not read in the screenshots:\n{before}\n{after}"
+        assert "zero lost messages" not in before  # the check can fail: it reads what is on the screen
+        assert "zero lost messages" in after, after
+        if os.environ.get("CHATCLUSTER_UPDATE_SCREENSHOT"):  # refresh the README's picture: docs/web-page.png
+            shutil.copyfile(tmp_path / "after.png", REPO / "docs" / "web-page.png")
+        for member in (jonas, priya, *others):
+            member.close()
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def _ocr(tesseract: str, driver, path: Path) -> str:
+    """The text tesseract reads in a screenshot of the page, lower case, one space between words."""
+    assert driver.save_screenshot(str(path))
+    assert path.read_bytes()[16:24] == (1200).to_bytes(4, "big") + (760).to_bytes(4, "big")  # PNG IHDR: width, height
+    out = subprocess.run([tesseract, str(path), "stdout"], capture_output=True, text=True, timeout=60, check=True)
+    return re.sub(r"\s+", " ", out.stdout).lower()
