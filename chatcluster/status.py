@@ -85,6 +85,8 @@ QUEUES = [
     ("db use/size", "right", lambda r: _pool(r)),
     ("db wait max ms", "right", lambda r: _num(_pool_stat(r, "acquire_wait_max_ms"), ".1f")),
     _figure("chatlog backlog", "chatlog", "backlog"),
+    ("history MB (msgs)", "right", lambda r: "-" if not isinstance(r.get("history"), dict) else
+        f"{r['history']['bytes'] / 1e6:,.1f} ({r['history']['messages']:,})"),
     ("gc pauses (max ms)", "right", lambda r: "-" if "gc" not in r else
         f"{r['gc']['pauses']:,} ({r['gc']['pause_max_ms']:.0f})"),
     ("metrics", "left", lambda r: r["metrics"]),
@@ -107,6 +109,7 @@ LIMITS = [
     ("rebuilds", "right", lambda r: _num(r.get("rebuilds", r.get("rooms_rebuilt")))),
     _figure("zmq drop", "zmq", "dropped"),
     _figure("log drop", "chatlog", "db_dropped"),
+    _figure("hist evicted", "history", "evicted"),
 ]
 
 

@@ -67,6 +67,12 @@ class Limits:
     gateway_timeout: float = 5.0    # a gateway silent this long is gone: shards drop its sessions
     list_timeout: float = 1.0       # seconds a room list waits for every shard
     shard_wake_gap: float = 0.002   # seconds a shard lets pass between wake-ups, so each carries more chats
+    # History (PROTOCOL.md 1.1): what a room keeps to replay, and for how long an emptied room can be resumed.
+    history_messages: int = 100     # a room keeps at least its last this many messages ...
+    history_age: float = 600.0      # ... and at least those of the last this many seconds ...
+    history_bytes: int = 128 << 20  # ... within this many bytes per shard: past it, the oldest of any room go first
+    history_replay: int = 100       # the most messages one join's `history` or one history page sends
+    history_grace: float = 120.0    # seconds a room whose last member left stays resumable (unlisted)
     ws_max_message: int = 65536     # bytes in one WebSocket message from a client (whole frames, or one JSON object)
     ws_handshake_timeout: float = 10.0  # seconds an HTTP connection has to finish its request / handshake
     ws_ping_interval: float = 20.0  # seconds of silence on a WebSocket before the server pings it ...

@@ -40,6 +40,7 @@ class Kind(IntEnum):
     REBUILD = 7
     CLAIM = 8
     RELEASE = 9
+    HISTORY = 11    # a page of a room's older messages (1.1)
     # shard -> gateway
     REPLY = 16
     DELIVER = 20    # fixed header (DELIVER_HEAD), then the client frame to pass on
@@ -56,6 +57,7 @@ PAYLOAD_TYPES: dict[int, type[Message]] = {
     Kind.REBUILD: cluster_pb2.Rebuild,
     Kind.CLAIM: cluster_pb2.Claim,
     Kind.RELEASE: cluster_pb2.Release,
+    Kind.HISTORY: cluster_pb2.RoomHistory,
     Kind.KICK: cluster_pb2.Kick,
     Kind.REPLY: cluster_pb2.Reply,
     Kind.ROOMS: cluster_pb2.RoomList,

@@ -39,6 +39,9 @@ COUNTERS = frozenset({
     "chatlog_db_dropped", "chatlog_db_pool_acquires", "chatlog_db_pool_waits", "chatlog_db_pool_queries",
     "chatlog_db_pool_errors", "chatlog_db_pool_reconnects", "db_threads_jobs", "hash_threads_jobs",
     "gc_collections", "gc_gen2", "gc_pauses", "gc_pause_total_ms",
+    "history_expired", "history_evicted", "history_evictions", "history_resumes", "history_resumes_recovered",
+    "history_replayed", "history_resent", "history_pages", "history_pages_from_db", "history_restores_kept",
+    "history_restores_lost", "history_db_reads", "history_db_read_failures",
     "writer_sends", "writer_calls", "writer_bytes", "writer_would_block", "writer_failed", "writer_close_timeouts",
 })
 SKIP = frozenset({"id", "pid", "room_ids"})

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from chatcluster.proto import chat_pb2 as chatcluster_dot_proto_dot_chat__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63hatcluster/proto/cluster.proto\x12\x13\x63hatcluster.cluster\x1a\x1c\x63hatcluster/proto/chat.proto\"C\n\x06Member\x12\x0f\n\x07session\x18\x01 \x01(\x04\x12(\n\x06player\x18\x02 \x01(\x0b\x32\x18.chatcluster.chat.Player\"i\n\nCreateRoom\x12\x0f\n\x07request\x18\x01 \x01(\x04\x12\x0f\n\x07room_id\x18\x02 \x01(\x04\x12\x0c\n\x04name\x18\x03 \x01(\t\x12+\n\x06member\x18\x04 \x01(\x0b\x32\x1b.chatcluster.cluster.Member\"Y\n\x08JoinRoom\x12\x0f\n\x07request\x18\x01 \x01(\x04\x12\x0f\n\x07room_id\x18\x02 \x01(\x04\x12+\n\x06member\x18\x03 \x01(\x0b\x32\x1b.chatcluster.cluster.Member\">\n\tLeaveRoom\x12\x0f\n\x07request\x18\x01 \x01(\x04\x12\x0f\n\x07room_id\x18\x02 \x01(\x04\x12\x0f\n\x07session\x18\x03 \x01(\x04\"\x1c\n\tListRooms\x12\x0f\n\x07request\x18\x01 \x01(\x04\"L\n\x05Hello\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\x12\x0f\n\x07sent_us\x18\x03 \x01(\x04\x12\x0f\n\x07rebuild\x18\x04 \x01(\x08\"h\n\x07Rebuild\x12\x0f\n\x07room_id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\x12,\n\x07members\x18\x04 \x03(\x0b\x32\x1b.chatcluster.cluster.Member\"+\n\x05\x43laim\x12\x11\n\tplayer_id\x18\x01 \x01(\x04\x12\x0f\n\x07session\x18\x02 \x01(\x04\"-\n\x07Release\x12\x11\n\tplayer_id\x18\x01 \x01(\x04\x12\x0f\n\x07session\x18\x02 \x01(\x04\"*\n\x04Kick\x12\x11\n\tplayer_id\x18\x01 \x01(\x04\x12\x0f\n\x07session\x18\x02 \x01(\x04\"\x92\x01\n\x05Reply\x12\x0f\n\x07request\x18\x01 \x01(\x04\x12\x0f\n\x07session\x18\x02 \x01(\x04\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x0f\n\x07room_id\x18\x04 \x01(\x04\x12\r\n\x05\x66rame\x18\x05 \x01(\x0c\x12\x12\n\nnot_member\x18\x06 \x01(\x08\x12\x11\n\troom_name\x18\x07 \x01(\t\x12\x14\n\x0croom_unknown\x18\x08 \x01(\x08\"F\n\x08RoomList\x12\x0f\n\x07request\x18\x01 \x01(\x04\x12)\n\x05rooms\x18\x02 \x03(\x0b\x32\x1a.chatcluster.chat.RoomInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63hatcluster/proto/cluster.proto\x12\x13\x63hatcluster.cluster\x1a\x1c\x63hatcluster/proto/chat.proto\"C\n\x06Member\x12\x0f\n\x07session\x18\x01 \x01(\x04\x12(\n\x06player\x18\x02 \x01(\x0b\x32\x18.chatcluster.chat.Player\"i\n\nCreateRoom\x12\x0f\n\x07request\x18\x01 \x01(\x04\x12\x0f\n\x07room_id\x18\x02 \x01(\x04\x12\x0c\n\x04name\x18\x03 \x01(\t\x12+\n\x06member\x18\x04 \x01(\x0b\x32\x1b.chatcluster.cluster.Member\"\x9c\x01\n\x08JoinRoom\x12\x0f\n\x07request\x18\x01 \x01(\x04\x12\x0f\n\x07room_id\x18\x02 \x01(\x04\x12+\n\x06member\x18\x03 \x01(\x0b\x32\x1b.chatcluster.cluster.Member\x12\x0f\n\x07history\x18\x04 \x01(\r\x12\x0e\n\x06resume\x18\x05 \x01(\x08\x12\x11\n\tsince_seq\x18\x06 \x01(\x04\x12\r\n\x05\x65poch\x18\x07 \x01(\x04\">\n\tLeaveRoom\x12\x0f\n\x07request\x18\x01 \x01(\x04\x12\x0f\n\x07room_id\x18\x02 \x01(\x04\x12\x0f\n\x07session\x18\x03 \x01(\x04\"\x1c\n\tListRooms\x12\x0f\n\x07request\x18\x01 \x01(\x04\"c\n\x0bRoomHistory\x12\x0f\n\x07request\x18\x01 \x01(\x04\x12\x0f\n\x07room_id\x18\x02 \x01(\x04\x12\x0f\n\x07session\x18\x03 \x01(\x04\x12\x12\n\nbefore_seq\x18\x04 \x01(\x04\x12\r\n\x05limit\x18\x05 \x01(\r\"L\n\x05Hello\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\x12\x0f\n\x07sent_us\x18\x03 \x01(\x04\x12\x0f\n\x07rebuild\x18\x04 \x01(\x08\"w\n\x07Rebuild\x12\x0f\n\x07room_id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\x12,\n\x07members\x18\x04 \x03(\x0b\x32\x1b.chatcluster.cluster.Member\x12\r\n\x05\x65poch\x18\x05 \x01(\x04\"+\n\x05\x43laim\x12\x11\n\tplayer_id\x18\x01 \x01(\x04\x12\x0f\n\x07session\x18\x02 \x01(\x04\"-\n\x07Release\x12\x11\n\tplayer_id\x18\x01 \x01(\x04\x12\x0f\n\x07session\x18\x02 \x01(\x04\"*\n\x04Kick\x12\x11\n\tplayer_id\x18\x01 \x01(\x04\x12\x0f\n\x07session\x18\x02 \x01(\x04\"\xb3\x01\n\x05Reply\x12\x0f\n\x07request\x18\x01 \x01(\x04\x12\x0f\n\x07session\x18\x02 \x01(\x04\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x0f\n\x07room_id\x18\x04 \x01(\x04\x12\r\n\x05\x66rame\x18\x05 \x01(\x0c\x12\x12\n\nnot_member\x18\x06 \x01(\x08\x12\x11\n\troom_name\x18\x07 \x01(\t\x12\x14\n\x0croom_unknown\x18\x08 \x01(\x08\x12\r\n\x05\x65poch\x18\t \x01(\x04\x12\x10\n\x08head_seq\x18\n \x01(\x04\"F\n\x08RoomList\x12\x0f\n\x07request\x18\x01 \x01(\x04\x12)\n\x05rooms\x18\x02 \x03(\x0b\x32\x1a.chatcluster.chat.RoomInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,24 +36,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEMBER']._serialized_end=153
   _globals['_CREATEROOM']._serialized_start=155
   _globals['_CREATEROOM']._serialized_end=260
-  _globals['_JOINROOM']._serialized_start=262
-  _globals['_JOINROOM']._serialized_end=351
-  _globals['_LEAVEROOM']._serialized_start=353
-  _globals['_LEAVEROOM']._serialized_end=415
-  _globals['_LISTROOMS']._serialized_start=417
-  _globals['_LISTROOMS']._serialized_end=445
-  _globals['_HELLO']._serialized_start=447
-  _globals['_HELLO']._serialized_end=523
-  _globals['_REBUILD']._serialized_start=525
-  _globals['_REBUILD']._serialized_end=629
-  _globals['_CLAIM']._serialized_start=631
-  _globals['_CLAIM']._serialized_end=674
-  _globals['_RELEASE']._serialized_start=676
-  _globals['_RELEASE']._serialized_end=721
-  _globals['_KICK']._serialized_start=723
-  _globals['_KICK']._serialized_end=765
-  _globals['_REPLY']._serialized_start=768
-  _globals['_REPLY']._serialized_end=914
-  _globals['_ROOMLIST']._serialized_start=916
-  _globals['_ROOMLIST']._serialized_end=986
+  _globals['_JOINROOM']._serialized_start=263
+  _globals['_JOINROOM']._serialized_end=419
+  _globals['_LEAVEROOM']._serialized_start=421
+  _globals['_LEAVEROOM']._serialized_end=483
+  _globals['_LISTROOMS']._serialized_start=485
+  _globals['_LISTROOMS']._serialized_end=513
+  _globals['_ROOMHISTORY']._serialized_start=515
+  _globals['_ROOMHISTORY']._serialized_end=614
+  _globals['_HELLO']._serialized_start=616
+  _globals['_HELLO']._serialized_end=692
+  _globals['_REBUILD']._serialized_start=694
+  _globals['_REBUILD']._serialized_end=813
+  _globals['_CLAIM']._serialized_start=815
+  _globals['_CLAIM']._serialized_end=858
+  _globals['_RELEASE']._serialized_start=860
+  _globals['_RELEASE']._serialized_end=905
+  _globals['_KICK']._serialized_start=907
+  _globals['_KICK']._serialized_end=949
+  _globals['_REPLY']._serialized_start=952
+  _globals['_REPLY']._serialized_end=1131
+  _globals['_ROOMLIST']._serialized_start=1133
+  _globals['_ROOMLIST']._serialized_end=1203
 # @@protoc_insertion_point(module_scope)

@@ -28,14 +28,22 @@ class CreateRoom(_message.Message):
     def __init__(self, request: _Optional[int] = ..., room_id: _Optional[int] = ..., name: _Optional[str] = ..., member: _Optional[_Union[Member, _Mapping]] = ...) -> None: ...
 
 class JoinRoom(_message.Message):
-    __slots__ = ("request", "room_id", "member")
+    __slots__ = ("request", "room_id", "member", "history", "resume", "since_seq", "epoch")
     REQUEST_FIELD_NUMBER: _ClassVar[int]
     ROOM_ID_FIELD_NUMBER: _ClassVar[int]
     MEMBER_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
+    SINCE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     request: int
     room_id: int
     member: Member
-    def __init__(self, request: _Optional[int] = ..., room_id: _Optional[int] = ..., member: _Optional[_Union[Member, _Mapping]] = ...) -> None: ...
+    history: int
+    resume: bool
+    since_seq: int
+    epoch: int
+    def __init__(self, request: _Optional[int] = ..., room_id: _Optional[int] = ..., member: _Optional[_Union[Member, _Mapping]] = ..., history: _Optional[int] = ..., resume: _Optional[bool] = ..., since_seq: _Optional[int] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class LeaveRoom(_message.Message):
     __slots__ = ("request", "room_id", "session")
@@ -53,6 +61,20 @@ class ListRooms(_message.Message):
     request: int
     def __init__(self, request: _Optional[int] = ...) -> None: ...
 
+class RoomHistory(_message.Message):
+    __slots__ = ("request", "room_id", "session", "before_seq", "limit")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    ROOM_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    request: int
+    room_id: int
+    session: int
+    before_seq: int
+    limit: int
+    def __init__(self, request: _Optional[int] = ..., room_id: _Optional[int] = ..., session: _Optional[int] = ..., before_seq: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
 class Hello(_message.Message):
     __slots__ = ("node", "incarnation", "sent_us", "rebuild")
     NODE_FIELD_NUMBER: _ClassVar[int]
@@ -66,16 +88,18 @@ class Hello(_message.Message):
     def __init__(self, node: _Optional[str] = ..., incarnation: _Optional[int] = ..., sent_us: _Optional[int] = ..., rebuild: _Optional[bool] = ...) -> None: ...
 
 class Rebuild(_message.Message):
-    __slots__ = ("room_id", "name", "last_seq", "members")
+    __slots__ = ("room_id", "name", "last_seq", "members", "epoch")
     ROOM_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     room_id: int
     name: str
     last_seq: int
     members: _containers.RepeatedCompositeFieldContainer[Member]
-    def __init__(self, room_id: _Optional[int] = ..., name: _Optional[str] = ..., last_seq: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...
+    epoch: int
+    def __init__(self, room_id: _Optional[int] = ..., name: _Optional[str] = ..., last_seq: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class Claim(_message.Message):
     __slots__ = ("player_id", "session")
@@ -102,7 +126,7 @@ class Kick(_message.Message):
     def __init__(self, player_id: _Optional[int] = ..., session: _Optional[int] = ...) -> None: ...
 
 class Reply(_message.Message):
-    __slots__ = ("request", "session", "ok", "room_id", "frame", "not_member", "room_name", "room_unknown")
+    __slots__ = ("request", "session", "ok", "room_id", "frame", "not_member", "room_name", "room_unknown", "epoch", "head_seq")
     REQUEST_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     OK_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +135,8 @@ class Reply(_message.Message):
     NOT_MEMBER_FIELD_NUMBER: _ClassVar[int]
     ROOM_NAME_FIELD_NUMBER: _ClassVar[int]
     ROOM_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    HEAD_SEQ_FIELD_NUMBER: _ClassVar[int]
     request: int
     session: int
     ok: bool
@@ -119,7 +145,9 @@ class Reply(_message.Message):
     not_member: bool
     room_name: str
     room_unknown: bool
-    def __init__(self, request: _Optional[int] = ..., session: _Optional[int] = ..., ok: _Optional[bool] = ..., room_id: _Optional[int] = ..., frame: _Optional[bytes] = ..., not_member: _Optional[bool] = ..., room_name: _Optional[str] = ..., room_unknown: _Optional[bool] = ...) -> None: ...
+    epoch: int
+    head_seq: int
+    def __init__(self, request: _Optional[int] = ..., session: _Optional[int] = ..., ok: _Optional[bool] = ..., room_id: _Optional[int] = ..., frame: _Optional[bytes] = ..., not_member: _Optional[bool] = ..., room_name: _Optional[str] = ..., room_unknown: _Optional[bool] = ..., epoch: _Optional[int] = ..., head_seq: _Optional[int] = ...) -> None: ...
 
 class RoomList(_message.Message):
     __slots__ = ("request", "rooms")

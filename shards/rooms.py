@@ -10,15 +10,26 @@ is accepted, empty rooms removed) is tested with plain objects.
 A member is a gateway session: (gateway routing id, session id). The
 gateway guarantees a session is in at most one room cluster-wide; the book
 still refuses to let one session sit in two of its own rooms.
+
+History (PROTOCOL.md 1.1): each room keeps the frames it sent in a ring
+(shards/history.py) and has an epoch that changes exactly when the room can no
+longer replay its past without a hole (a restart that the chat log cannot make
+good). A room whose last member left rests, unlisted, for `history_grace`
+seconds, so that a resuming join can bring it back whole. What must come from
+the database (pages older than the ring, a restarted room's recent messages)
+is queued as a read (shards/store.py) and answered by read_done(), never
+waited for here.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from heapq import nsmallest
+from typing import Any
 
 from google.protobuf.message import DecodeError
 
@@ -27,6 +38,8 @@ from chatcluster.common.config import Limits
 from chatcluster.common.envelope import Batch, Kind, pack_deliver
 from chatcluster.common.frames import MAX_FRAME, ErrorCode, encode, error_frame
 from chatcluster.proto import chat_pb2, cluster_pb2
+from chatcluster.shards.history import BadResume, History, Ring, new_epoch, replay_for_join
+from chatcluster.shards.store import Page, PageRead, Read, RestoreRead, Tail
 
 log = logging.getLogger("chatcluster.shard")
 
@@ -48,13 +61,20 @@ class Member:
 
 
 class Room:
-    __slots__ = ("room_id", "name", "seq", "members", "gateways", "restored")
+    __slots__ = ("room_id", "name", "seq", "members", "gateways", "restored", "epoch", "ring", "restoring",
+                 "waiting", "to_tell", "resting_since")
 
-    def __init__(self, room_id: int, name: str) -> None:
+    def __init__(self, room_id: int, name: str, epoch: int, ring: Ring) -> None:
         self.room_id = room_id
         self.name = name
-        self.seq = 0
+        self.seq = ring.last  # the newest message's seq; the ring always ends there
+        self.epoch = epoch
+        self.ring = ring
         self.restored = False  # created by a rebuild: the members it takes back are told
+        self.restoring = False  # waiting for the chat log's answer: no seq is handed out meanwhile
+        self.waiting: list[tuple[Callable[..., None], bytes, Any]] = []  # requests held until then, in order
+        self.to_tell: list[Member] = []  # members a rebuild brought back, told once the restore is done
+        self.resting_since = 0  # µs: when its last member left (while it rests)
         self.members: dict[MemberKey, Member] = {}
         self.gateways: dict[bytes, int] = {}  # members per gateway: where a broadcast must go
 
@@ -110,13 +130,22 @@ class RoomBook:
         clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
         on_chat: Callable[[int, int, int, str, int], None] | None = None,
         on_room_closed: Callable[[int], None] | None = None,
+        can_read: bool = False,
+        epochs: Callable[[int], int] = new_epoch,
     ) -> None:
         self.limits = limits or Limits()
         self.clock_us = clock_us
         self.on_chat = on_chat                # (room_id, seq, sender_id, text, server_time_us): the chat log
         self.on_room_closed = on_room_closed  # (room_id): the rooms table
+        self.can_read = can_read              # a chat log database answers reads (else memory is all there is)
+        self.epochs = epochs                  # a new epoch, unlike the one given
         self.rooms: dict[int, Room] = {}
+        self.resting: dict[int, Room] = {}    # emptied rooms within their grace, oldest first
         self.where: dict[MemberKey, int] = {}  # session -> the room it is in here
+        self.history = History(self.limits)
+        self.reads: list[Read] = []           # for the driver to run off the loop; answered by read_done()
+        self._waiting_reads: dict[int, tuple[Callable[..., None], tuple]] = {}
+        self._tokens = itertools.count(1)
         # figures
         self.chats = 0
         self.deliveries = 0
@@ -124,6 +153,14 @@ class RoomBook:
         self.rooms_created = 0
         self.rooms_closed = 0
         self.rebuilt = 0
+        self.restores_kept = 0     # rebuilt rooms whose history the chat log gave back: same epoch
+        self.restores_lost = 0     # rebuilt rooms that could not be made whole: a new epoch
+        self.resumes = 0
+        self.resumes_recovered = 0
+        self.replayed = 0          # frames sent again after a join (history and resumes)
+        self.resent = 0            # idempotent resends answered with the original
+        self.pages = 0
+        self.pages_from_db = 0
         self._silenced: bytes | None = None  # a gateway being dropped: no notices go to it
         self.verbose = log.isEnabledFor(logging.DEBUG)
 
@@ -134,7 +171,7 @@ class RoomBook:
     # ---- operations -------------------------------------------------------
     def create(self, gateway: bytes, msg: cluster_pb2.CreateRoom, out: Outbox) -> None:
         member = Member(gateway, msg.member.session, msg.member.player)
-        if msg.room_id in self.rooms or msg.room_id == 0:
+        if msg.room_id in self.rooms or msg.room_id in self.resting or msg.room_id == 0:
             self.refused += 1
             out.reply(gateway, msg.request, member.session, False, msg.room_id,
                       encode(chat_pb2.S_CREATE_ROOM_RES(success=False, message=f"room id {msg.room_id} is taken")))
@@ -145,40 +182,73 @@ class RoomBook:
             out.reply(gateway, msg.request, member.session, False, msg.room_id, frame)
             return
         self._leave_current(member.key, out)
-        room = self.rooms[msg.room_id] = Room(msg.room_id, msg.name)
+        room = self.rooms[msg.room_id] = Room(msg.room_id, msg.name, self.epochs(0), self.history.ring())
         self.rooms_created += 1
         self._enter(room, member)
         if self.verbose:
             log.debug("%sRoomManager.AddRoom name=%r; Enter OK members=1",
                       logs.ctx(member.session, member.player.player_id, room.room_id), room.name)
         res = chat_pb2.S_CREATE_ROOM_RES(success=True, room=room.info(), members=[member.player],
-                                         message="Room created.")
-        out.reply(gateway, msg.request, member.session, True, room.room_id, encode(res), room_name=room.name)
+                                         message="Room created.", epoch=room.epoch, head_seq=room.seq)
+        out.reply(gateway, msg.request, member.session, True, room.room_id, encode(res), room_name=room.name,
+                  epoch=room.epoch, head_seq=room.seq)
 
     def join(self, gateway: bytes, msg: cluster_pb2.JoinRoom, out: Outbox) -> None:
+        """Enter a room; the answer carries the history or the resume it asked for (PROTOCOL.md 1.1).
+
+        A resting room (emptied, within its grace) takes only a resuming join;
+        a restoring one holds the join until its chat log answered.
+        """
         member = Member(gateway, msg.member.session, msg.member.player)
         room = self.rooms.get(msg.room_id)
+        if room is None and msg.resume:
+            room = self.resting.get(msg.room_id)
         if room is None:
             self.refused += 1
             res = chat_pb2.S_JOIN_ROOM_RES(success=False, message=f"room {msg.room_id} not found")
             out.reply(gateway, msg.request, member.session, False, msg.room_id, encode(res))
             return
+        if room.restoring:
+            room.waiting.append((self.join, gateway, msg))
+            return
+        limits = self.limits
+        try:
+            replay, recovered = replay_for_join(
+                room.ring, room.epoch, resume=msg.resume, since_seq=msg.since_seq, client_epoch=msg.epoch,
+                history=msg.history, max_history=limits.history_replay, max_bytes=limits.write_buffer // 2)
+        except BadResume as exc:
+            self.refused += 1
+            out.reply(gateway, msg.request, member.session, False, room.room_id,
+                      error_frame(ErrorCode.BAD_REQUEST, str(exc)))
+            return
         if member.key not in room.members:
-            if len(room.members) >= self.limits.max_members:
+            if len(room.members) >= limits.max_members:
                 self.refused += 1
-                frame = error_frame(ErrorCode.LIMIT, f"room {room.room_id} is full ({self.limits.max_members} members)")
+                frame = error_frame(ErrorCode.LIMIT, f"room {room.room_id} is full ({limits.max_members} members)")
                 out.reply(gateway, msg.request, member.session, False, room.room_id, frame)
                 return
             self._leave_current(member.key, out)
+            if self.resting.pop(room.room_id, None) is not None:
+                self.rooms[room.room_id] = room  # a resume brought it back
             self._enter(room, member)
             if self.verbose:
                 log.debug("%sEnter OK members=%d", logs.ctx(member.session, member.player.player_id, room.room_id),
                           len(room.members))
             ntf = encode(chat_pb2.S_JOIN_ROOM_NTF(room_id=room.room_id, player=member.player))
             self._broadcast(room, ntf, out, except_member=member)
+        if msg.resume:
+            self.resumes += 1
+            self.resumes_recovered += recovered
+        self.replayed += len(replay)
         res = chat_pb2.S_JOIN_ROOM_RES(success=True, room=room.info(),
-                                       members=[m.player for m in room.members.values()], message="Joined.")
-        out.reply(gateway, msg.request, member.session, True, room.room_id, encode(res), room_name=room.name)
+                                       members=[m.player for m in room.members.values()],
+                                       message="Resumed." if recovered else "Joined.", epoch=room.epoch,
+                                       head_seq=room.seq, oldest_seq=room.ring.oldest, recovered=recovered)
+        frame = encode(res)
+        if replay:
+            frame = b"".join([frame, *replay])  # after the answer, before anything live: the reply goes first
+        out.reply(gateway, msg.request, member.session, True, room.room_id, frame, room_name=room.name,
+                  epoch=room.epoch, head_seq=room.seq)
 
     def leave(self, gateway: bytes, msg: cluster_pb2.LeaveRoom, out: Outbox) -> None:
         key = (gateway, msg.session)
@@ -192,15 +262,17 @@ class RoomBook:
         """A CHAT envelope: body is the client's C_ROOM_CHAT_REQ as it sent it, decoded (and judged) only here.
 
         A body that does not decode is the client's fault, not the gateway's:
-        it is answered to the client like any other refused chat.
+        it is answered to the client like any other refused chat. A non-zero
+        idempotency key the room still holds is answered with the original,
+        to the sender alone.
         """
         room = self.rooms.get(room_id)
-        if room is None:
-            # The gateway has the session in a room this shard does not have: we restarted and lost it.
+        if room is None or room.restoring:
+            # We restarted and lost the room (or are still getting it back from the chat log).
             self.refused += 1
             frame = error_frame(ErrorCode.UNAVAILABLE, f"room {room_id} is being restored after a restart; "
                                                        "this message was not delivered, send it again")
-            out.reply(gateway, 0, session, False, room_id, frame, room_unknown=True)
+            out.reply(gateway, 0, session, False, room_id, frame, room_unknown=room is None)
             return
         member = room.members.get((gateway, session))
         if member is None:
@@ -214,6 +286,14 @@ class RoomBook:
         except DecodeError:
             self._refuse_chat(gateway, room_id, session, out, ErrorCode.BAD_REQUEST, "C_ROOM_CHAT_REQ does not decode")
             return
+        key = None
+        if req.idempotency_key:
+            key = (member.player.player_id, req.idempotency_key)
+            original = room.ring.find(key)
+            if original is not None:
+                self.resent += 1
+                out.reply(gateway, 0, session, True, room_id, original[1])
+                return
         text = req.text
         if not text:
             self._refuse_chat(gateway, room_id, session, out, ErrorCode.BAD_REQUEST, "empty text")
@@ -222,17 +302,46 @@ class RoomBook:
         if len(text) > max_text or (len(text) * 4 > max_text and len(text.encode("utf-8")) > max_text):
             self._refuse_chat(gateway, room_id, session, out, ErrorCode.TOO_LARGE, f"text over {max_text} bytes")
             return
-        room.seq += 1
+        seq = room.seq = room.seq + 1
         now = self.clock_us()
-        ntf = chat_pb2.S_ROOM_CHAT_NTF(room_id=room.room_id, sender=member.player, text=text, seq=room.seq,
-                                       client_msg_id=req.client_msg_id, server_time_us=now)
-        self._broadcast(room, encode(ntf), out, seq=room.seq)
+        frame = encode(chat_pb2.S_ROOM_CHAT_NTF(room_id=room_id, sender=member.player, text=text, seq=seq,
+                                                client_msg_id=req.client_msg_id, server_time_us=now))
+        self._broadcast(room, frame, out, seq=seq)
+        self.history.append(room.ring, seq, frame, now, key)
         self.chats += 1
         if self.verbose:
-            log.debug("%sBroadcast seq=%d members=%d gateways=%d", logs.ctx(room=room.room_id), room.seq,
+            log.debug("%sBroadcast seq=%d members=%d gateways=%d", logs.ctx(room=room_id), seq,
                       len(room.members), len(room.gateways))
         if self.on_chat is not None:
-            self.on_chat(room.room_id, room.seq, member.player.player_id, text, now)
+            self.on_chat(room_id, seq, member.player.player_id, text, now)
+
+    def page(self, gateway: bytes, msg: cluster_pb2.RoomHistory, out: Outbox) -> None:
+        """A page of older messages for a member: from the ring where it reaches, else the chat log first."""
+        room = self.rooms.get(msg.room_id)
+        if room is not None and room.restoring:
+            room.waiting.append((self.page, gateway, msg))
+            return
+        if room is None or (gateway, msg.session) not in room.members:
+            self.refused += 1
+            frame = (error_frame(ErrorCode.NOT_IN_ROOM, f"not in room {msg.room_id}") if room is not None else
+                     error_frame(ErrorCode.UNAVAILABLE, f"room {msg.room_id} is being restored; try again"))
+            out.reply(gateway, msg.request, msg.session, False, 0, frame)
+            return
+        self.pages += 1
+        cap = self.limits.history_replay
+        count = min(msg.limit, cap) if msg.limit else cap
+        before = msg.before_seq if 0 < msg.before_seq <= room.seq else room.seq + 1
+        low, high = max(1, before - count), before - 1
+        ring = room.ring
+        kept = ring.between(low, high)
+        first_kept = max(low, ring.oldest) if kept else high + 1  # the ring's part is first_kept .. high
+        if first_kept <= low or not self.can_read or high < 1:
+            more = kept != [] and first_kept > (1 if self.can_read else ring.oldest)
+            self._answer_page(gateway, msg, [(first_kept + i, f) for i, f in enumerate(kept)], more, out)
+            return
+        self.pages_from_db += 1
+        read = PageRead(next(self._tokens), room.room_id, first_kept, first_kept - low)
+        self._read(read, self._paged, gateway, msg, [(first_kept + i, f) for i, f in enumerate(kept)])
 
     def list_rooms(self, gateway: bytes, msg: cluster_pb2.ListRooms, out: Outbox) -> None:
         rooms = self.rooms.values()
@@ -242,20 +351,34 @@ class RoomBook:
         out.add(gateway, Kind.ROOMS, reply.SerializeToString())
 
     def rebuild(self, gateway: bytes, msg: cluster_pb2.Rebuild, out: Outbox) -> None:
-        """Take back a room after a restart, as one gateway knew it: its members there, its last seq.
+        """Take back a room after a restart, as one gateway knew it: its members there, its last seq, its epoch.
 
         Repeats and several gateways' parts merge; the seq goes on from the
-        highest one seen. Only the members this restores hear of it (nobody
-        joined, so no join notices): a gateway rebuilds after any sign that the
-        shard lost state, and a room that was not lost changes nothing.
+        highest one seen, or the chat log's if higher, so no seq is handed out
+        twice. A room this shard did not have is restored: its recent history
+        comes back from the chat log (the epoch stays) or cannot (a new epoch),
+        and only then are its members told and its held requests served. Only
+        the members this restores hear of it (nobody joined, so no join
+        notices): a gateway rebuilds after any sign that the shard lost state,
+        and a room that was not lost changes nothing.
         """
         room = self.rooms.get(msg.room_id)
+        if room is None and msg.room_id in self.resting:
+            room = self.rooms[msg.room_id] = self.resting.pop(msg.room_id)  # its gateway was cut off, not gone
         if room is None:
-            room = self.rooms[msg.room_id] = Room(msg.room_id, msg.name)
+            room = self.rooms[msg.room_id] = Room(msg.room_id, msg.name, msg.epoch, self.history.ring(msg.last_seq))
             room.restored = True
             self.rebuilt += 1
-        room.seq = max(room.seq, msg.last_seq)
-        notice = b""
+            self._restore(room, out)
+        elif room.restoring:
+            room.seq = max(room.seq, msg.last_seq)
+            room.epoch = room.epoch or msg.epoch
+        elif msg.last_seq > room.seq:
+            # Messages this shard never sent: what it keeps no longer leads to the head, and positions in
+            # its epoch mean nothing now.
+            room.seq = msg.last_seq
+            self.history.reset(room.ring, room.seq)
+            room.epoch = self.epochs(room.epoch)
         for m in msg.members:
             member = Member(gateway, m.session, m.player)
             if member.key in room.members or len(room.members) >= self.limits.max_members:
@@ -263,11 +386,10 @@ class RoomBook:
             if self.where.get(member.key) not in (None, room.room_id):
                 self._leave_current(member.key, out)  # a stale membership here: the gateway knows best
             self._enter(room, member)
-            if room.restored:
-                notice = notice or error_frame(
-                    ErrorCode.UNAVAILABLE, f"room {room.room_id} was restored after its server restarted; "
-                                           "messages sent in the last moments may not have been delivered")
-                out.reply(gateway, 0, member.session, True, room.room_id, notice)
+            if room.restoring:
+                room.to_tell.append(member)
+            elif room.restored:
+                self._tell_restored(room, member, out)
 
     def drop_gateway(self, gateway: bytes, out: Outbox) -> int:
         """Every session of a gateway that is gone leaves its room; returns how many.
@@ -284,6 +406,98 @@ class RoomBook:
         finally:
             self._silenced = None
         return len(keys)
+
+    def expire(self) -> int:
+        """Close the rooms that rested past their grace; returns how many."""
+        cutoff = self.clock_us() - int(self.limits.history_grace * 1_000_000)
+        gone = [room for room in self.resting.values() if room.resting_since <= cutoff]
+        for room in gone:
+            del self.resting[room.room_id]
+            self._close(room)
+        return len(gone)
+
+    # ---- reads from the chat log ---------------------------------------------
+    def read_done(self, token: int, result: object, out: Outbox) -> None:
+        """The answer to a read this book queued (a Page, a Tail, or the exception the read raised)."""
+        waiting = self._waiting_reads.pop(token, None)
+        if waiting is None:
+            raise KeyError(f"no read {token} is waiting")  # a bug of the driver: each read is answered once
+        handler, args = waiting
+        handler(result, *args, out)
+
+    def _read(self, read: Read, handler: Callable[..., None], *args: object) -> None:
+        self._waiting_reads[read.token] = (handler, args)
+        self.reads.append(read)
+
+    def take_reads(self) -> list[Read]:
+        reads, self.reads = self.reads, []
+        return reads
+
+    def _paged(self, result: object, gateway: bytes, msg: cluster_pb2.RoomHistory,
+               kept: list[tuple[int, bytes]], out: Outbox) -> None:
+        if not isinstance(result, Page):
+            res = chat_pb2.S_ROOM_HISTORY_RES(success=False, room_id=msg.room_id,
+                                              message="older messages are unavailable right now (database error)")
+            out.reply(gateway, msg.request, msg.session, False, 0, encode(res))
+            return
+        self._answer_page(gateway, msg, result.entries + kept, result.more, out)
+
+    def _answer_page(self, gateway: bytes, msg: cluster_pb2.RoomHistory, entries: list[tuple[int, bytes]],
+                     more: bool, out: Outbox) -> None:
+        res = chat_pb2.S_ROOM_HISTORY_RES(success=True, room_id=msg.room_id, more=more,
+                                          first_seq=entries[0][0] if entries else 0,
+                                          last_seq=entries[-1][0] if entries else 0)
+        self.replayed += len(entries)
+        frame = b"".join([*(f for _, f in entries), encode(res)])
+        out.reply(gateway, msg.request, msg.session, True, 0, frame)
+
+    def _restore(self, room: Room, out: Outbox) -> None:
+        """A rebuilt room: ask the chat log for its newest seq and recent messages (or do without one)."""
+        if not self.can_read:
+            self._restored(None, room.room_id, out)
+            return
+        room.restoring = True
+        limits = self.limits
+        since = self.clock_us() - int(limits.history_age * 1_000_000)
+        self._read(RestoreRead(next(self._tokens), room.room_id, limits.history_messages, since),
+                   self._restored, room.room_id)
+
+    def _restored(self, result: object, room_id: int, out: Outbox) -> None:
+        """The chat log's answer for a rebuilt room: refill its ring and keep its epoch if the log has every
+        message up to the head, else a new epoch; then tell its members and serve what waited."""
+        room = self.rooms.get(room_id) or self.resting.get(room_id)
+        if room is None:
+            return  # it rested past its grace meanwhile
+        room.restoring = False
+        tail = result if isinstance(result, Tail) else None
+        if isinstance(result, BaseException):
+            log.warning("%sthe chat log could not give the room back (%s); a new epoch",
+                        logs.ctx(room=room_id), result)
+        head = max(room.seq, tail.max_seq if tail else 0)
+        run = _top_run(tail.entries, head) if tail else []
+        room.seq = head
+        if room.epoch and (head == 0 or run):
+            self.history.reset(room.ring, head - len(run))
+            self.history.load(room.ring, run, self.clock_us())
+            self.restores_kept += 1
+        else:
+            self.history.reset(room.ring, head)
+            room.epoch = self.epochs(room.epoch)
+            self.restores_lost += 1
+        for member in room.to_tell:
+            if room.members.get(member.key) is member:
+                self._tell_restored(room, member, out)
+        room.to_tell = []
+        waiting, room.waiting = room.waiting, []
+        for handler, gateway, msg in waiting:
+            handler(gateway, msg, out)
+
+    def _tell_restored(self, room: Room, member: Member, out: Outbox) -> None:
+        notice = error_frame(ErrorCode.UNAVAILABLE, f"room {room.room_id} was restored after its server "
+                                                    "restarted; messages sent in the last moments may not have "
+                                                    "been delivered")
+        out.reply(member.gateway, 0, member.session, True, room.room_id, notice, epoch=room.epoch,
+                  head_seq=room.seq)
 
     # ---- internals --------------------------------------------------------
     def _enter(self, room: Room, member: Member) -> None:
@@ -302,13 +516,21 @@ class RoomBook:
                       len(room.members))
         if not room.members:
             del self.rooms[room_id]
-            self.rooms_closed += 1
-            if self.on_room_closed is not None:
-                self.on_room_closed(room_id)
+            if self.limits.history_grace > 0:
+                room.resting_since = self.clock_us()
+                self.resting[room_id] = room  # unlisted; a resuming join can still bring it back
+            else:
+                self._close(room)
         elif member is not None:
             ntf = encode(chat_pb2.S_LEAVE_ROOM_NTF(room_id=room_id, player=member.player))
             self._broadcast(room, ntf, out, except_member=member)
         return True
+
+    def _close(self, room: Room) -> None:
+        self.history.forget(room.ring)
+        self.rooms_closed += 1
+        if self.on_room_closed is not None:
+            self.on_room_closed(room.room_id)
 
     def _broadcast(self, room: Room, frame: bytes, out: Outbox, except_member: Member | None = None,
                    seq: int = 0) -> None:
@@ -334,6 +556,31 @@ class RoomBook:
     def _refuse_chat(self, gateway: bytes, room_id: int, session: int, out: Outbox, code: int, text: str) -> None:
         self.refused += 1
         out.reply(gateway, 0, session, False, room_id, error_frame(code, text))
+
+    def figures(self) -> dict[str, Any]:
+        """The history's part of a shard's /status."""
+        return {
+            **self.history.figures(),
+            "rooms_resting": len(self.resting),
+            "resumes": self.resumes,
+            "resumes_recovered": self.resumes_recovered,
+            "replayed": self.replayed,
+            "resent": self.resent,
+            "pages": self.pages,
+            "pages_from_db": self.pages_from_db,
+            "restores_kept": self.restores_kept,
+            "restores_lost": self.restores_lost,
+        }
+
+
+def _top_run(entries: list[tuple[int, bytes, int, Any]], head: int) -> list[tuple[int, bytes, int, Any]]:
+    """The entries (seq order) that end at `head` with no hole; [] if the newest is not the head."""
+    if not entries or entries[-1][0] != head:
+        return []
+    start = len(entries) - 1
+    while start > 0 and entries[start - 1][0] == entries[start][0] - 1:
+        start -= 1
+    return entries[start:]
 
 
 def max_member_list_frame(limits: Limits) -> int:

@@ -73,6 +73,8 @@ class Shard:
             book.create(gateway, msg, out)  # type: ignore[arg-type]
         elif kind == Kind.LIST:
             book.list_rooms(gateway, msg, out)  # type: ignore[arg-type]
+        elif kind == Kind.HISTORY:
+            book.page(gateway, msg, out)  # type: ignore[arg-type]
         elif kind == Kind.REBUILD:
             book.rebuild(gateway, msg, out)  # type: ignore[arg-type]
         elif kind == Kind.HELLO:
@@ -96,7 +98,8 @@ class Shard:
         out.add(gateway, Kind.HELLO, answer.SerializeToString())
 
     def expire(self, now: float, out: Outbox) -> None:
-        """Drop the sessions of gateways silent for too long."""
+        """Drop the sessions of gateways silent for too long, and close the rooms that rested past their grace."""
+        self.book.expire()
         for gateway in self.peers.expired(now):
             gone = self.drop_gateway(gateway, out)
             log.warning(" gateway %s silent for %.0f s: its %d session(s) left their rooms",

@@ -29,6 +29,7 @@ from chatcluster.common.zmqbridge import HWM, LinkStats, SendQueue
 from chatcluster.shards.chatlog import ChatLog, RotatingLines
 from chatcluster.shards.rooms import Outbox, check_limits
 from chatcluster.shards.shard import Shard
+from chatcluster.shards.store import Reader
 
 log = logging.getLogger("chatcluster.shard")
 
@@ -55,16 +56,21 @@ class ShardWorker:
         self.shard_id = shard_id
         check_limits(config.limits)
         self.chatlog: ChatLog | None = None
+        self.reader: Reader | None = None
         if config.chat_log:
             # No schema work here: the supervisor migrated it. Connections open on first use, so a
             # database that is down does not stop the shard; the chat log holds the rows instead.
             db = Database(config.db_url, pool_size=1, scrypt_n=config.scrypt_n)
             self.chatlog = ChatLog(db, RotatingLines(config.chat_log_file(shard_id)), config.limits.chat_log_backlog)
+            # History older than memory, and a restarted room's recent messages, are read on threads of
+            # their own with connections of their own: the writer and the loop never wait for them.
+            self.reader = Reader(Database(config.db_url, pool_size=2, scrypt_n=config.scrypt_n))
         # A new incarnation tells gateways this is a new process: its rooms start empty.
         self.shard = Shard(
             shard_id, secrets.randbits(63) | 1, config.limits,
             on_chat=self.chatlog.append if self.chatlog else None,
             on_room_closed=self.chatlog.room_closed if self.chatlog else None,
+            can_read=self.reader is not None,
         )
         self.book = self.shard.book
         self.outbox = Outbox()
@@ -113,7 +119,8 @@ class ShardWorker:
             while not self.stopping:
                 # A blocking receive with a timeout is the wait: a zmq.Poller costs more Python and more
                 # poll() calls per wake-up than handling the batch it woke up for.
-                want = 5 if self.queue.held else 200
+                reader = self.reader
+                want = 5 if self.queue.held or (reader is not None and reader.busy) else 200
                 if want != wait_ms:
                     wait_ms = want
                     router.setsockopt(zmq.RCVTIMEO, wait_ms)
@@ -127,6 +134,8 @@ class ShardWorker:
                 last_turn = now
                 if gateway is not None:
                     self._drain(router, gateway, now)
+                if reader is not None and reader.done:
+                    self._reads_done(reader)
                 if self.queue.held:
                     self.queue.retry()
                 if now >= next_status:
@@ -148,6 +157,8 @@ class ShardWorker:
                          self.shard_id, "flushed" if flushed else "NOT fully flushed", stats["accepted"],
                          stats["db_rows"], stats["db_dropped"])
                 self.chatlog.db.close()
+            if self.reader is not None:
+                self.reader.close()
             control.close()
             router.close()
 
@@ -176,13 +187,27 @@ class ShardWorker:
             gateway = recv(zmq.NOBLOCK)
         self.stats.envelopes += handled
         self.jobs_peak = max(self.jobs_peak, handled)
-        for gateway, data in outbox.take():
+        self._send_out()
+
+    def _reads_done(self, reader: Reader) -> None:
+        """Take in the chat log's answers: the pages and restores that waited for them go out now."""
+        for token, result in reader.take():
+            self.book.read_done(token, result, self.outbox)
+        self._send_out()
+
+    def _send_out(self) -> None:
+        """What the shard produced: its envelopes to the gateways, its reads to the reader."""
+        for gateway, data in self.outbox.take():
             self.queue.send(gateway, data)
+        if self.book.reads:
+            reads = self.book.take_reads()
+            if self.reader is not None:
+                for read in reads:
+                    self.reader.submit(read)
 
     def _expire_gateways(self) -> None:
         self.shard.expire(time.monotonic(), self.outbox)
-        for gateway, data in self.outbox.take():
-            self.queue.send(gateway, data)
+        self._send_out()
 
     def _send_to_gateway(self, gateway: bytes, data: bytes) -> None:
         router = self.router
@@ -232,6 +257,9 @@ class ShardWorker:
             "bad_envelopes": self.shard.bad_envelopes,
             "zmq_unroutable": self.stats.unroutable,
             "chatlog": self.chatlog.stats() if self.chatlog is not None else None,
+            "history": {**book.figures(),
+                        "db_reads": self.reader.reads if self.reader is not None else 0,
+                        "db_read_failures": self.reader.failures if self.reader is not None else 0},
             **rates,
         })
         self.jobs_peak = 0

@@ -181,14 +181,19 @@ class Database:
 
     def history(self, room_id: int, last: int = 50) -> list[tuple[int, int, str, str, int]]:
         """The last `last` messages of a room, oldest first: (seq, sender_id, sender name, text, time_us)."""
+        return self.chat_before(room_id, 2**63 - 1, last)
+
+    def chat_before(self, room_id: int, before_seq: int, count: int) -> list[tuple[int, int, str, str, int]]:
+        """The newest `count` messages of a room with seq < before_seq, oldest first:
+        (seq, sender_id, sender name, text, time_us). The shard's history reads use it (shards/store.py)."""
         sql = self.dialect.limit(
             "SELECT c.seq, c.sender_id, a.name, c.text, c.server_time_us FROM chat_log c "
-            "LEFT JOIN accounts a ON a.id = c.sender_id WHERE c.room_id = ? ORDER BY c.seq DESC")
+            "LEFT JOIN accounts a ON a.id = c.sender_id WHERE c.room_id = ? AND c.seq < ? ORDER BY c.seq DESC")
         with self.pool.connection() as conn:
             cur = conn.cursor()
-            cur.execute(sql, (room_id, last))
+            cur.execute(sql, (room_id, before_seq, count))
             rows = cur.fetchall()
-        return [(int(r[0]), int(r[1]), r[2] or f"#{r[1]}", r[3], int(r[4])) for r in reversed(rows)]
+        return [(int(r[0]), int(r[1]), r[2] or _unknown_sender(int(r[1])), r[3], int(r[4])) for r in reversed(rows)]
 
     def chat_summary(self) -> dict[int, tuple[int, int, int]]:
         """Per room: (rows, lowest seq, highest seq), to check a log has no gaps."""
@@ -203,6 +208,11 @@ class Database:
             cur.execute("SELECT MAX(seq) FROM chat_log WHERE room_id = ?", (room_id,))
             row = cur.fetchone()
         return int(row[0]) if row and row[0] is not None else 0
+
+
+def _unknown_sender(sender_id: int) -> str:
+    """The name of a sender with no account: player 0 is the system (PROTOCOL.md), anyone else a bare id."""
+    return "system" if sender_id == 0 else f"#{sender_id}"
 
 
 # ---- the login procedure, once ---------------------------------------------

@@ -34,10 +34,11 @@ def chat_body(text: str, client_msg_id: int = 1) -> bytes:
 class Harness:
     """A Shard and what it answered, envelope by envelope, per gateway."""
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, **book_options: object) -> None:
         self.log: list[tuple[int, int, int, str, int]] = []
-        self.shard = Shard(0, 1, limits, clock_us=lambda: 1_700_000_000_000_000,
-                           on_chat=lambda *row: self.log.append(row))
+        self.now = 1_700_000_000_000_000  # µs; tests move it
+        self.shard = Shard(0, 1, limits, clock_us=lambda: self.now, on_chat=lambda *row: self.log.append(row),
+                           **book_options)
         self.out = Outbox()
 
     def send(self, gateway: bytes, batch: Batch) -> dict[bytes, list[tuple[int, bytes]]]:
