@@ -39,15 +39,19 @@ class WireClient:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("no message")
-            self.sock.settimeout(remaining)
-            try:
-                data = self.sock.recv(65536)
-            except ConnectionResetError:
-                data = b""
+            data = self._read(remaining)
             if not data:
                 self.eof = True
             else:
                 self.decoder.feed(data)
+
+    def _read(self, timeout: float) -> bytes:
+        """Bytes from the server (b"" at EOF); TimeoutError if none come in time."""
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(65536)
+        except ConnectionResetError:
+            return b""
 
     def expect(self, cls, timeout: float | None = None):
         msg = self.recv(timeout)
@@ -118,29 +122,22 @@ class WsClient(WireClient):
     def send_raw(self, data) -> None:
         self.ws.send(data)
 
-    def recv(self, timeout: float | None = None):
+    def _read(self, timeout: float) -> bytes:
+        """One WebSocket message's frames (a JSON one turned into its frame); b"" once closed."""
         from websockets.exceptions import ConnectionClosed
 
         from chatcluster.common.jsonframes import from_json
 
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        while True:
-            frame = self.decoder.next_frame()
-            if frame is not None:
-                return decode_body(*frame)
-            if self.eof:
-                return None
-            try:
-                data = self.ws.recv(max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
-                raise TimeoutError("no message") from None
-            except ConnectionClosed:
-                self.eof = True
-                continue
-            if isinstance(data, str):
-                self.texts.append(data)
-                data = from_json(data, accept=SERVER_IDS)
-            self.decoder.feed(data)
+        try:
+            data = self.ws.recv(timeout)
+        except TimeoutError:
+            raise TimeoutError("no message") from None
+        except ConnectionClosed:
+            return b""
+        if isinstance(data, str):
+            self.texts.append(data)
+            data = from_json(data, accept=SERVER_IDS)
+        return data
 
     @property
     def close_code(self) -> int | None:
