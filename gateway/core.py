@@ -43,6 +43,7 @@ from chatcluster.gateway.login import LoginGate, check_name
 from chatcluster.gateway.output import AllocateRoom, Close, Login, Outbox, Output, PauseReading, ResumeReading
 from chatcluster.gateway.requests import (
     CreateRequest,
+    HistoryRequest,
     JoinRequest,
     LeaveRequest,
     ListRequest,
@@ -70,7 +71,11 @@ def _describe(request: object) -> str:
     if isinstance(request, (chat_pb2.C_LOGIN_REQ, chat_pb2.C_CREATE_ROOM_REQ)):
         return f"name={request.name!r}"
     if isinstance(request, chat_pb2.C_JOIN_ROOM_REQ):
-        return f"roomId={request.room_id}"
+        if request.resume:
+            return f"roomId={request.room_id} resume sinceSeq={request.since_seq} epoch={request.epoch}"
+        return f"roomId={request.room_id}" + (f" history={request.history}" if request.history else "")
+    if isinstance(request, chat_pb2.C_ROOM_HISTORY_REQ):
+        return f"beforeSeq={request.before_seq} limit={request.limit}"
     return ""
 
 
@@ -320,13 +325,21 @@ class GatewayCore:
         self.outbox.to_shard(request.shard, Kind.CREATE, create.SerializeToString())
 
     def _on_join(self, session: Session, req: chat_pb2.C_JOIN_ROOM_REQ) -> None:
+        if req.resume and not req.epoch:
+            self.stats.bad_requests += 1
+            self.send_error(session, ErrorCode.BAD_REQUEST, "a resuming join needs the room's epoch")
+            return
         shard = self.shards.owner(req.room_id)
         if self.shards.down(shard):
             self._unavailable(session, shard)
             return
         request = self.requests.add(JoinRequest(self.requests.next_id(), session, self._deadline(), shard=shard))
+        # The shard decides what the join replays (history, or a resume's missed messages) and sends it
+        # after its answer, in the room's order: the gateway only passes the fields on.
         join = cluster_pb2.JoinRoom(request=request.id, room_id=req.room_id,
-                                    member=cluster_pb2.Member(session=session.id, player=session.player))
+                                    member=cluster_pb2.Member(session=session.id, player=session.player),
+                                    history=req.history, resume=req.resume, since_seq=req.since_seq,
+                                    epoch=req.epoch)
         self.outbox.to_shard(shard, Kind.JOIN, join.SerializeToString())
 
     def _on_chat(self, session: Session, req: chat_pb2.C_ROOM_CHAT_REQ) -> None:
@@ -355,11 +368,18 @@ class GatewayCore:
         self.send(session, encode(chat_pb2.S_PONG(client_time_us=req.client_time_us, server_time_us=self.clock_us())))
 
     def _on_history(self, session: Session, req: chat_pb2.C_ROOM_HISTORY_REQ) -> None:
+        """A page of the current room's older messages: the room's shard answers, from memory or its chat log."""
         if session.state is not IN_ROOM:
             self.send_error(session, ErrorCode.NOT_IN_ROOM, "join a room first")
             return
-        self.send(session, encode(chat_pb2.S_ROOM_HISTORY_RES(
-            success=False, room_id=session.room_id, message="this server keeps no history yet")))
+        shard = session.room_shard
+        if self.shards.down(shard):
+            self._unavailable(session, shard)
+            return
+        request = self.requests.add(HistoryRequest(self.requests.next_id(), session, self._deadline(), shard=shard))
+        page = cluster_pb2.RoomHistory(request=request.id, room_id=session.room_id, session=session.id,
+                                       before_seq=req.before_seq, limit=req.limit)
+        self.outbox.to_shard(shard, Kind.HISTORY, page.SerializeToString())
 
     _handlers: dict[int, Callable[[GatewayCore, Session, object], None]] = {
         MsgId.C_LOGIN_REQ: _on_login,
@@ -463,7 +483,8 @@ class GatewayCore:
                 if self.verbose:
                     log.debug("%s%s OK local_members=%d", logs.ctx(session.id, session.player_id, msg.room_id),
                               "Enter" if isinstance(request, JoinRequest) else "Create", len(room.members))
-        self.send(session, msg.frame)
+            self.rooms.heard(msg.room_id, msg.epoch, msg.head_seq)
+        self.send(session, msg.frame)  # a join's answer and what it replays, or a page and its closing answer
         self._pump(session)
 
     def _unsolicited(self, shard: int, msg: cluster_pb2.Reply) -> None:
@@ -479,6 +500,8 @@ class GatewayCore:
             # The shard does not have this session in the room: stop routing it there.
             self.rooms.remove(session.room_id, session)
             session.to_lobby()
+        elif msg.epoch:
+            self.rooms.heard(msg.room_id, msg.epoch, msg.head_seq)  # a restored room's epoch
         self.send(session, msg.frame)
 
     def _rooms(self, shard: int, msg: cluster_pb2.RoomList) -> None:
@@ -550,7 +573,7 @@ class GatewayCore:
         session = request.session
         if session.closed:
             return
-        shard = request.shard if isinstance(request, (CreateRequest, JoinRequest)) else -1
+        shard = request.shard if isinstance(request, (CreateRequest, JoinRequest, HistoryRequest)) else -1
         log.warning("%s%s: shard %s did not answer in %.1f s", logs.ctx(session.id, session.player_id),
                     type(request).__name__, self.shards.name(shard) if shard >= 0 else "?",
                     self.limits.request_timeout)

@@ -41,6 +41,11 @@ class JoinRequest(Request):
 
 
 @dataclass(slots=True, eq=False)
+class HistoryRequest(Request):
+    shard: int = -1
+
+
+@dataclass(slots=True, eq=False)
 class ListRequest(Request):
     waiting: set[int] = field(default_factory=set)  # shards yet to answer
     rooms: list[Any] = field(default_factory=list)  # RoomInfo collected so far

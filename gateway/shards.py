@@ -104,7 +104,7 @@ class ShardWatch:
                     self.shard_ids[shard], why, len(mine))
         for room in mine:
             rebuild = cluster_pb2.Rebuild(
-                room_id=room.room_id, name=room.name, last_seq=room.last_seq,
+                room_id=room.room_id, name=room.name, last_seq=room.last_seq, epoch=room.epoch,
                 members=[cluster_pb2.Member(session=s.id, player=s.player) for s in room.members.values()])
             self.outbox.to_shard(shard, Kind.REBUILD, rebuild.SerializeToString())
             self.stats.rebuilds += 1

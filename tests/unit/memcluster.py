@@ -2,7 +2,9 @@
 
 Envelopes and database answers are queued and delivered when the test calls
 run(), so a test can also look at the state in between (a session busy while
-its join is in flight, say).
+its join is in flight, say). With chat_log=True every shard writes its chats
+to the cluster's SQLite database at once and reads history back from it
+(shards/store.py's serve, run as a database job like a login).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from chatcluster.gateway.session import Session
 from chatcluster.proto import chat_pb2
 from chatcluster.shards.rooms import Outbox, RoomBook
 from chatcluster.shards.shard import Shard
+from chatcluster.shards.store import serve
 
 
 class Client:
@@ -116,11 +119,12 @@ class Gateway:
 
 
 class MemCluster:
-    def __init__(self, tmp_path: Path, shards: int = 2, limits: Limits | None = None) -> None:
+    def __init__(self, tmp_path: Path, shards: int = 2, limits: Limits | None = None, chat_log: bool = False) -> None:
         self.limits = limits or Limits()
         self.db = Database(f"sqlite:///{tmp_path / 'chat.db'}", pool_size=2, scrypt_n=16)
         self.db.migrate()
-        self.states = [Shard(k, 100 + k, self.limits) for k in range(shards)]
+        self.chat_log = chat_log
+        self.states = [self._new_shard(k, 100 + k) for k in range(shards)]
         self.silent: set[int] = set()  # shards that swallow everything (down)
         self.to_shards: deque = deque()
         self.db_jobs: deque = deque()
@@ -151,8 +155,9 @@ class MemCluster:
                 if shard in self.silent:
                     continue
                 out = Outbox()
-                self.states[shard].receive(gw.name, data, out, now=0.0)
-                self._deliver(shard, out)
+                state = self.states[shard]
+                state.receive(gw.name, data, out, now=0.0)
+                self._shard_output(state, shard, out)
             for gw in self.gateways:
                 progress = gw.flush() or progress
 
@@ -162,7 +167,28 @@ class MemCluster:
 
     def restart_shard(self, shard: int) -> None:
         """As a kill -9 and a restart would: a new, empty shard with a new incarnation."""
-        self.states[shard] = Shard(shard, self.states[shard].incarnation + 1, self.limits)
+        self.states[shard] = self._new_shard(shard, self.states[shard].incarnation + 1)
+
+    def _new_shard(self, shard: int, incarnation: int) -> Shard:
+        if not self.chat_log:
+            return Shard(shard, incarnation, self.limits)
+        return Shard(shard, incarnation, self.limits, on_chat=lambda *row: self.db.append_chat([row]),
+                     can_read=True)
+
+    def _shard_output(self, state: Shard, shard: int, out: Outbox) -> None:
+        """Deliver what a shard answered, and queue the chat-log reads it asked for."""
+        self._deliver(shard, out)
+        for read in state.book.take_reads():
+            self.db_jobs.append((lambda token, result, state=state, shard=shard: self._read_done(state, shard, token,
+                                                                                                 result),
+                                 read.token, lambda read=read: serve(self.db, read)))
+
+    def _read_done(self, state: Shard, shard: int, token: int, result: object) -> None:
+        if state is not self.states[shard]:
+            return  # the shard that asked was restarted meanwhile: nobody waits for this answer
+        out = Outbox()
+        state.book.read_done(token, result, out)
+        self._shard_output(state, shard, out)
 
     def _deliver(self, shard: int, out: Outbox) -> None:
         by_name = {gw.name: gw for gw in self.gateways}
