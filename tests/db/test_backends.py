@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from conftest import kill_connections, refuse_connections
+from databases import kill_connections, refuse_connections
 from waiting import wait_for
 
 from chatcluster.common.storage import Database, open_database

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from chatwire import AsyncWire, WireClient, pair_in_room
-from conftest import refuse_connections
+from databases import refuse_connections
 from test_cluster_flow import full_flow, unique
 from waiting import wait_for
 

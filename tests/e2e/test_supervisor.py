@@ -100,7 +100,7 @@ def test_one_data_dir_one_cluster(cluster):
     import subprocess
     import sys
 
-    from conftest import free_port_block
+    from chatcluster.spawn import free_port_block
 
     out = subprocess.run(
         [sys.executable, "-m", "chatcluster", "up", "--shards", "1", "--port", str(free_port_block(4)),
