@@ -223,7 +223,7 @@
       ui.retryNow.hidden = false;
       return;
     }
-    if (state.room) {
+    if (state.room && !state.rejoin) {  // the first loss, not a failed attempt to reconnect
       state.rejoin = { ...state.room };
       addNotice("info", "Connection lost. Reconnecting…");
     }
@@ -419,7 +419,17 @@
     S_ERROR(msg) {
       const code = msg.code || "UNKNOWN";
       const text = msg.message || code.toLowerCase().replace(/_/g, " ");
-      if (state.pending) {  // a create/join/leave that was refused outright
+      if (FINAL_ERRORS[code]) {
+        state.finalReason = FINAL_ERRORS[code] + (msg.message ? ` (${msg.message})` : "");
+        showError(state.finalReason);
+        return;
+      }
+      if (state.pending === "rejoin" && code === "BAD_REQUEST" && state.rejoin && state.rejoin.epoch !== "0") {
+        state.rejoin.epoch = "0";  // the server would not resume from where we were: a plain join, then
+        sendRejoin(state.rejoin);
+        return;
+      }
+      if (state.pending && code !== "KICKED") {  // a create/join/leave that was refused outright
         const what = state.pending === "rejoin" ? "rejoin the room" : `${state.pending} the room`;
         if (state.pending === "rejoin") {
           leaveRoomState();
@@ -428,11 +438,6 @@
         state.pending = null;
         showError(`Could not ${what}: ${text}`);
         updateControls();
-        return;
-      }
-      if (FINAL_ERRORS[code]) {
-        state.finalReason = FINAL_ERRORS[code] + (msg.message ? ` (${msg.message})` : "");
-        showError(state.finalReason);
         return;
       }
       if (code === "KICKED") {
@@ -520,10 +525,11 @@
     const info = roomInfo(msg.room || {});
     const sameRoom = previous && previous.roomId === info.roomId;
     const epoch = msg.epoch || "0";
+    // Back in the same room: what is on screen stays (seq goes on across epochs; a replay is deduplicated).
     const keepMessages = how === "rejoined" && sameRoom;
     state.room = { roomId: info.roomId, name: info.name, epoch, lastSeq: keepMessages ? previous.lastSeq : 0 };
     state.members = new Map((msg.members || []).map((p) => [p.playerId, p.name || ""]));
-    if (!keepMessages || (previous.epoch !== epoch && previous.epoch !== "0")) {
+    if (!keepMessages) {
       ui.messages.replaceChildren();
       state.seenSeqs = new Set();
       state.lastGroup = null;
