@@ -13,7 +13,6 @@
 (() => {
   const SUBPROTOCOL = "chatcluster.json.v1";
   const PING_EVERY_MS = 20000;          // browsers expose no WebSocket ping, so C_PING keeps us honest
-  const SILENCE_LIMIT_MS = 50000;       // nothing heard for this long (not even S_PONG): the link is dead
   const BACKOFF_FIRST_MS = 500;         // reconnect delays: 0.5 s doubling to 15 s, each with jitter
   const BACKOFF_MAX_MS = 15000;
   const BACK_ONLINE_SHOW_MS = 4000;     // how long "Back online" stays before plain "Connected"
@@ -44,6 +43,7 @@
     countdownTimer: 0,
     backOnlineTimer: 0,
     pingTimer: 0,
+    pingSentAt: 0,
     lastHeardAt: 0,
     rttMs: null,
     finalReason: null,        // set when the server told us not to come back (see FINAL_ERRORS)
@@ -250,14 +250,20 @@
     connect();
   }
 
+  /**
+   * C_PING every 20 s. A ping that nothing at all answered by the next tick means a dead link (a TCP
+   * connection can stay "open" for many minutes after the network is gone); reconnect. Judged per ping,
+   * not by wall-clock silence, so a background tab whose timers the browser slows down is not misjudged.
+   */
   function startPings() {
     stopPings();
+    state.pingSentAt = 0;
     state.pingTimer = setInterval(() => {
-      if (Date.now() - state.lastHeardAt > SILENCE_LIMIT_MS) {
+      if (state.pingSentAt && state.lastHeardAt < state.pingSentAt) {
         connectionLost(state.ws, "the server stopped answering");
         return;
       }
-      send({ type: "C_PING", clientTimeUs: String(Date.now() * 1000) });
+      if (send({ type: "C_PING", clientTimeUs: String(Date.now() * 1000) })) state.pingSentAt = Date.now();
     }, PING_EVERY_MS);
   }
 
@@ -546,7 +552,7 @@
     renderRooms();
     requestRooms();  // member counts changed, and a new room is not in the list yet
     scrollToLatest();
-    if (window.matchMedia("(max-width: 760px)").matches) ui.app.classList.remove("sidebar-open");
+    setSidebar(false);
     ui.composerInput.focus();
   }
 
@@ -688,6 +694,12 @@
     while (ui.messages.childElementCount > MAX_SHOWN) ui.messages.firstElementChild.remove();
   }
 
+  /** Narrow screens show the rooms and members as a drawer over the chat. */
+  function setSidebar(open) {
+    ui.app.classList.toggle("sidebar-open", open);
+    ui.sidebarToggle.setAttribute("aria-expanded", String(open));
+  }
+
   function autoGrow() {
     const input = ui.composerInput;
     input.style.height = "auto";
@@ -735,7 +747,8 @@
   ui.bannerClose.addEventListener("click", clearError);
   ui.refreshRooms.addEventListener("click", requestRooms);
   ui.leaveRoom.addEventListener("click", () => request("leave", { type: "C_LEAVE_ROOM_REQ" }));
-  ui.sidebarToggle.addEventListener("click", () => ui.app.classList.toggle("sidebar-open"));
+  ui.sidebarToggle.addEventListener("click", () => setSidebar(!ui.app.classList.contains("sidebar-open")));
+  ui.roomPanel.addEventListener("click", () => setSidebar(false));  // narrow screens: a tap outside closes it
   ui.jumpLatest.addEventListener("click", scrollToLatest);
   ui.messages.addEventListener("scroll", () => { if (nearBottom()) ui.jumpLatest.hidden = true; });
 

@@ -7,6 +7,9 @@ once and refuses new ones, as a proxy restart or a lost network does;
 `restore()` lets connections through again. The gateway sees the page's
 connection end, the page sees its WebSocket drop: what a reconnect must
 survive, with the rest of the cluster (and the room) untouched.
+`freeze()` is the nastier fault: the relayed connections stay open but
+carry nothing more (a network gone without a word), which only a
+keepalive notices.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class Relay:
         self.refused_at: list[float] = []  # time.monotonic() of each connection refused while cut
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
+        self._frozen: set[socket.socket] = set()  # open, but what they send goes nowhere
         self._closed = False
         threading.Thread(target=self._accept_loop, name="relay-accept", daemon=True).start()
 
@@ -36,6 +40,11 @@ class Relay:
             victims, self._open = self._open, set()
         for sock in victims:
             _hang_up(sock)
+
+    def freeze(self) -> None:
+        """Black-hole every relayed connection (nothing closed, nothing delivered); new ones pass as usual."""
+        with self._lock:
+            self._frozen |= self._open
 
     def restore(self) -> None:
         with self._lock:
@@ -72,7 +81,8 @@ class Relay:
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
-                dst.sendall(data)
+                if src not in self._frozen:
+                    dst.sendall(data)
         except OSError:
             pass
         for sock in (src, dst):  # one side ended: so does the other, as through a real proxy

@@ -249,6 +249,55 @@ def test_a_dropped_connection_reconnects_with_backoff_and_rejoins_the_room(brows
         relay.close()
 
 
+# Run before the page's own script: keepalive intervals (20 s) 20 times faster, and a record of what it sends.
+# (A tick must leave a busy 2-core machine time to answer the ping before the next one judges it lost.)
+FAST_KEEPALIVE = """
+(() => {
+  const setIntervalReal = window.setInterval.bind(window);
+  window.setInterval = (fn, ms, ...args) => setIntervalReal(fn, ms >= 10000 ? ms / 20 : ms, ...args);
+  window.sentTypes = [];
+  const sendReal = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    window.sentTypes.push(JSON.parse(data).type);
+    return sendReal.call(this, data);
+  };
+})();
+"""
+
+
+def test_the_page_pings_and_replaces_a_link_that_went_silent(browsers, web_cluster):
+    """A connection can stay open long after the network behind it is gone; only the page's C_PING notices."""
+    gus_name, carol_name = unique("gus"), unique("carol")
+    driver = browsers(1)[0]
+    relay = Relay((web_cluster.host, web_cluster.http_port))
+    script = driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FAST_KEEPALIVE})
+    try:
+        gus = ChatPage(driver, f"http://127.0.0.1:{relay.port}/").open()
+        gus.login(gus_name)
+        room = gus.create_room("Keepalive")
+        carol = TcpMember(web_cluster, carol_name)
+        carol.join(room)
+        gus.wait_notice("join", f"{carol_name} joined")
+        # Pings go out on their own (every 1 s here), and their answers give the round trip in the status.
+        gus.wait(lambda: driver.execute_script("return window.sentTypes.filter(t => t === 'C_PING').length") >= 2,
+                 "two C_PING sent")
+        gus.wait(lambda: re.fullmatch(r"Connected · \d+ ms", gus.status()[1]), "the round trip in the status")
+
+        relay.freeze()  # nothing closes; nothing arrives any more
+        gus.wait_notice("info", "Connection lost. Reconnecting…")  # a ping went unanswered
+        gus.wait(lambda: gus.status()[0] == "online" and gus.room_id() == room
+                 and gus.notices().count(["info", "Reconnected: back in the room."]) == 1, "gus back in the room")
+        carol.wait_event("join", gus_name)  # his new session; the silent one was replaced by his new login
+        assert carol.events()[-2:] == [("leave", gus_name), ("join", gus_name)]
+        carol.wire.chat("can you hear me now?")
+        gus.wait(lambda: [m[:3] for m in gus.messages()] == [[1, carol_name, "can you hear me now?"]],
+                 "carol's message on the new connection")
+        carol.close()
+    finally:
+        driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]})
+        relay.close()
+
+
 def test_after_the_gateway_is_killed_the_page_logs_in_again_and_resumes_its_room(browsers, cluster_factory):
     cluster = cluster_factory()
     eve_name, carol_name = unique("eve"), unique("carol")
