@@ -143,6 +143,7 @@ class RoomBook:
         self.resting: dict[int, Room] = {}    # emptied rooms within their grace, oldest first
         self.where: dict[MemberKey, int] = {}  # session -> the room it is in here
         self.history = History(self.limits)
+        self.started_us = clock_us()
         self.reads: list[Read] = []           # for the driver to run off the loop; answered by read_done()
         self._waiting_reads: dict[int, tuple[Callable[..., None], tuple]] = {}
         self._tokens = itertools.count(1)
@@ -205,8 +206,13 @@ class RoomBook:
             room = self.resting.get(msg.room_id)
         if room is None:
             self.refused += 1
-            res = chat_pb2.S_JOIN_ROOM_RES(success=False, message=f"room {msg.room_id} not found")
-            out.reply(gateway, msg.request, member.session, False, msg.room_id, encode(res))
+            if msg.resume and self.clock_us() - self.started_us < self.limits.gateway_timeout * 1_000_000:
+                # This shard has just started: the room may be one the gateways are about to give back.
+                frame = error_frame(ErrorCode.UNAVAILABLE, f"room {msg.room_id} may be being restored after a "
+                                                           "restart; try again in a moment")
+            else:
+                frame = encode(chat_pb2.S_JOIN_ROOM_RES(success=False, message=f"room {msg.room_id} not found"))
+            out.reply(gateway, msg.request, member.session, False, msg.room_id, frame)
             return
         if room.restoring:
             room.waiting.append((self.join, gateway, msg))

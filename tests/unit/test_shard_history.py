@@ -422,3 +422,12 @@ def test_a_rebuild_of_a_resting_room_brings_it_back_as_it_was(h):
     assert GW_A not in out and h.shard.book.rebuilt == 0  # not lost: nobody is told anything
     room = h.shard.book.rooms[ROOM]
     assert room.epoch == epoch and room.ring.oldest == 1 and len(room.members) == 1
+
+
+def test_a_resume_to_a_room_a_new_shard_does_not_know_yet_is_asked_to_wait():
+    h = restart()
+    reply, (error,) = join(h, 2, resume=True, since_seq=3, epoch=1234)
+    assert not reply.ok and error.code == ErrorCode.UNAVAILABLE and "try again" in error.message
+    h.now += 6 * S  # past the time every gateway has had to give its rooms back: the room is gone
+    reply, (answer,) = join(h, 2, resume=True, since_seq=3, epoch=1234)
+    assert not reply.ok and "not found" in answer.message
