@@ -33,19 +33,22 @@ async def _session(host: str, port: int, name: str | None) -> int:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         screen.lines([f"Cannot connect to {host}:{port}: {reason}."])
         return EXIT_FAILURE
-    view = ConsoleView(name, interactive=stdin_is_terminal())
+    view = ConsoleView(name, interactive=stdin_is_terminal(), reconnect=True)
     screen.lines([f"Connected to {host}:{port}."])
     with terminal(screen, lambda: view.logged_in) as (source, screen):
-        return await ConsoleClient(view, reader, writer, source, screen).run()
+        return await ConsoleClient(view, reader, writer, source, screen,
+                                   connect=lambda: asyncio.open_connection(host, port)).run()
 
 
 def run(host: str, port: int, name: str | None) -> int:
     """Run the console client until the user quits or the connection ends; return the exit status.
 
     0 when the user quits (q, /quit, Ctrl-D, end of piped input); 1 when the
-    server cannot be reached, closes the connection, stops answering, or (for
-    piped input) refuses the login; 130 on Ctrl-C. Failures are reported in
-    one plain line, never a traceback.
+    server cannot be reached, stops answering, cannot be reached again within
+    seconds after a dropped connection (which the client otherwise rides out:
+    it logs in again and resumes its room), or (for piped input) refuses the
+    login; 130 on Ctrl-C. Failures are reported in one plain line, never a
+    traceback.
     """
     try:
         return asyncio.run(_session(host, port, name))

@@ -4,6 +4,10 @@ A task reads the socket and prints what the view makes of the bytes; another
 reads typed lines and sends the request the view returns; a third pings an
 idle connection. Framing and every decision are the view's (console_view.py);
 where lines come from and go to is the terminal's (console_terminal.py).
+
+When the connection drops and the view wants to reconnect, the reader opens
+a new one (with back-off, for up to RECONNECT_FOR seconds), hands it to the
+view, and sends what the view asks for (its login, then its resume).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from google.protobuf.message import Message
 
@@ -26,16 +30,24 @@ ANSWER_TIMEOUT = 15.0
 ECHO_GRACE = 3.0
 #: Send C_PING after this much idleness, so idle-timeouts and NAT boxes keep the connection.
 PING_INTERVAL = 15.0
+#: After a dropped connection: try to connect again for this long, waiting this long at first, doubling up to 3 s.
+RECONNECT_FOR = 10.0
+RECONNECT_FIRST = 0.2
+
+Connect = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
 
 
 class ConsoleClient:
     """One connection: the reader task, the input loop and the keepalive around one ConsoleView."""
 
     def __init__(self, view: ConsoleView, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 source: LineSource, screen: Screen) -> None:
+                 source: LineSource, screen: Screen, connect: Connect | None = None) -> None:
         self.view = view
         self.reader = reader
         self.writer = writer
+        self.connect = connect  # a new connection to the same server, for the view's reconnections
+        self.later: set[asyncio.Task] = set()  # requests the view wants sent after a delay
+        self.reconnect_deadline: float | None = None  # since the first drop with no traffic after it
         self.source = source
         self.emit = screen.lines
         self.changed = asyncio.Event()  # set after each batch of server traffic
@@ -55,9 +67,9 @@ class ConsoleClient:
                 if task.done() and not task.cancelled() and (exc := task.exception()) is not None:
                     raise exc
         finally:
-            for task in (typing, reading, pinging):
+            for task in (typing, reading, pinging, *self.later):
                 task.cancel()
-            await asyncio.gather(typing, reading, pinging, return_exceptions=True)
+            await asyncio.gather(typing, reading, pinging, *self.later, return_exceptions=True)
             self.emit(self.farewell)
             self.writer.close()
             with contextlib.suppress(Exception):
@@ -74,19 +86,71 @@ class ConsoleClient:
         while True:
             try:
                 data = await self.reader.read(65536)
+                lost = None if data else "closed by the server"
             except OSError as exc:
-                self.farewell = view.connection_lost(exc.strerror or type(exc).__name__)
+                lost = exc.strerror or type(exc).__name__
+            if lost is not None:
+                lines = view.connection_lost(lost)
+                if view.reconnecting and self.connect is not None:
+                    self.emit(lines)
+                    if await self._reconnect():
+                        continue
+                else:
+                    self.farewell = lines
                 break
-            if not data:
-                self.farewell = view.connection_lost("closed by the server")
-                break
+            self.reconnect_deadline = None  # the server talks again: a later drop gets a fresh try
             running = view.exit_status is None
             self.emit(view.receive_bytes(data))
+            await self._send_outgoing()
             self.changed.set()
             if running and view.exit_status is not None:  # a script's refused login, a broken frame
                 break
         self.reading = False
         self.changed.set()
+
+    async def _reconnect(self) -> bool:
+        """A new connection for the view, tried with back-off; False (and the view told) if none comes."""
+        assert self.connect is not None
+        if self.reconnect_deadline is None:  # a connection that drops again before any answer keeps the deadline
+            self.reconnect_deadline = time.monotonic() + RECONNECT_FOR
+        deadline = self.reconnect_deadline
+        if time.monotonic() > deadline:
+            self.farewell = self.view.reconnect_failed("the server keeps closing the connection")
+            return False
+        delay = RECONNECT_FIRST
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                reader, writer = await self.connect()
+                break
+            except OSError as exc:
+                why = exc.strerror or type(exc).__name__
+            if time.monotonic() + delay > deadline:
+                self.farewell = self.view.reconnect_failed(why)
+                return False
+            delay = min(delay * 2, 3.0)
+        self.writer.close()
+        self.reader, self.writer = reader, writer
+        step = self.view.reconnected()
+        self.emit(step.lines)
+        if step.send is not None:
+            await self._send(step.send)
+        self.changed.set()
+        return True
+
+    async def _send_outgoing(self) -> None:
+        """Send what the server's traffic made the view ask for, now or after the delay it gave."""
+        for delay, message in self.view.take_outgoing():
+            if delay <= 0:
+                await self._send(message)
+            else:
+                task = asyncio.create_task(self._send_later(delay, message))
+                self.later.add(task)
+                task.add_done_callback(self.later.discard)
+
+    async def _send_later(self, delay: float, message: Message) -> None:
+        await asyncio.sleep(delay)
+        await self._send(message)
 
     async def _until(self, done: Callable[[], bool], timeout: float) -> bool:
         """Wait until done(), re-checked after each batch of server traffic; False on timeout."""
@@ -106,7 +170,7 @@ class ConsoleClient:
             if view.awaiting is not None:
                 answered = await self._until(lambda: view.awaiting is None or view.exit_status is not None,
                                              ANSWER_TIMEOUT)
-                if not answered:
+                if not answered and not view.reconnecting:  # a reconnection has its own deadline
                     self.emit(view.no_answer(ANSWER_TIMEOUT))
                 continue
             stage = view.stage
@@ -142,4 +206,4 @@ class ConsoleClient:
                 await asyncio.sleep(PING_INTERVAL)
 
 
-__all__ = ["ANSWER_TIMEOUT", "ECHO_GRACE", "PING_INTERVAL", "ConsoleClient"]
+__all__ = ["ANSWER_TIMEOUT", "ECHO_GRACE", "PING_INTERVAL", "RECONNECT_FOR", "ConsoleClient"]

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from chatcluster.proto import chat_pb2
 
 ROOM_HELP = (
-    "Commands: /exit leaves the room, /members lists who is here, /quit quits, /help shows this. "
-    "Anything else is sent to the room."
+    "Commands: /exit leaves the room, /members lists who is here, /history shows older messages, /quit quits, "
+    "/help shows this. Anything else is sent to the room."
 )
 
 
@@ -77,11 +77,26 @@ def chat_line(ntf: chat_pb2.S_ROOM_CHAT_NTF) -> str:
     return f"[Room {ntf.room_id}] {printable(ntf.sender.name)}: {printable(ntf.text)}"
 
 
+def resumed_line(recovered: bool, missed: int) -> str:
+    """After a reconnection: what the resume got back."""
+    if not recovered:
+        return "reconnected; some messages could not be recovered"
+    return f"reconnected; {missed} missed message{'' if missed == 1 else 's'}"
+
+
+def page_end_line(res: chat_pb2.S_ROOM_HISTORY_RES) -> str:
+    """Under a page of `/history`."""
+    if not res.first_seq:
+        return "--- no older messages ---"
+    where = "/history for older ones" if res.more else "the beginning of the room"
+    return f"--- messages {res.first_seq} to {res.last_seq}; {where} ---"
+
+
 def error_line(err: chat_pb2.S_ERROR) -> str:
     return f"Error {error_name(err.code)}: {printable(err.message) or '(no message)'}"
 
 
 __all__ = [
-    "ROOM_HELP", "chat_line", "error_line", "error_name", "member_lines", "printable", "refusal",
-    "room_entered_lines", "room_list_lines",
+    "ROOM_HELP", "chat_line", "error_line", "error_name", "member_lines", "page_end_line", "printable", "refusal",
+    "resumed_line", "room_entered_lines", "room_list_lines",
 ]

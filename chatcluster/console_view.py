@@ -7,11 +7,20 @@ client ends), so whole dialogs are unit-tested with built ``chat_pb2``
 messages: no socket, no terminal, no event loop. The wording of the lines is
 in console_text.py; the I/O around the view in console_client.py and
 console_terminal.py.
+
+History (PROTOCOL.md 1.1): a join asks for the room's last messages; `/history`
+pages back from the oldest one shown. With ``reconnect`` on, a dropped
+connection is not the end: the view remembers the password, its room, the
+room's epoch and the last seq it showed, and when the adapter has a new
+connection it logs in again and resumes the room, saying how many messages
+it missed (or that some could not be recovered); chat lines whose echo never
+came are sent again with the same idempotency key, so the room gets them once.
 """
 
 from __future__ import annotations
 
 import enum
+import secrets
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,8 +42,10 @@ from chatcluster.console_text import (
     chat_line,
     error_line,
     member_lines,
+    page_end_line,
     printable,
     refusal,
+    resumed_line,
     room_entered_lines,
     room_list_lines,
 )
@@ -45,6 +56,12 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 #: Ctrl-C, as shells report a death by SIGINT.
 EXIT_INTERRUPTED = 130
+#: Messages a join asks for, and one `/history` page.
+HISTORY_ON_JOIN = 20
+HISTORY_PAGE = 20
+#: A resume the server asks to retry (its room is being restored) is tried this often, this far apart.
+RESUME_TRIES = 10
+RESUME_RETRY = 1.0
 
 
 class Stage(enum.Enum):
@@ -91,8 +108,25 @@ class ConsoleView:
     EXIT_FAILURE instead of feeding its remaining lines to the wrong prompts.
     """
 
-    def __init__(self, name: str | None = None, *, interactive: bool = True) -> None:
+    def __init__(self, name: str | None = None, *, interactive: bool = True, reconnect: bool = False) -> None:
         self.interactive = interactive
+        #: A dropped connection is followed by a new one, a login and a resume (the adapter connects).
+        self.reconnect = reconnect
+        #: True from a dropped connection until the adapter has a new one (see reconnected()).
+        self.reconnecting = False
+        #: Requests the view wants sent because of what the server said (a resume after logging in again),
+        #: each after a delay in seconds; the adapter takes them with take_outgoing() after each receive.
+        self.outgoing: list[tuple[float, Message]] = []
+        #: The current room's epoch, and the newest and oldest seq shown in it (0: none yet).
+        self.epoch = 0
+        self.last_seq = 0
+        self.oldest_seq = 0
+        self._password: str | None = None  # kept only to log in again after a drop (reconnect)
+        self._relogin = False
+        self._resume: tuple[chat_pb2.C_JOIN_ROOM_REQ, int, int] | None = None  # (request, since, tries)
+        self._page_before = 0  # while a /history page is awaited: its chats are older than this
+        self._key_base = secrets.randbits(62)  # idempotency key of chat line n: base + n (per client run)
+        self._texts: dict[int, str] = {}  # client_msg_id -> text of a chat line whose echo has not come
         #: The name given on the command line: login never asks for it.
         self.fixed_name = name or None
         self.name: str | None = self.fixed_name
@@ -197,6 +231,8 @@ class ConsoleView:
         return Step()
 
     def _on_password(self, line: str) -> Step:
+        if self.reconnect:
+            self._password = line
         return self._request(chat_pb2.C_LOGIN_REQ(name=self.name or "", password=line), MsgId.S_LOGIN_RES)
 
     def _on_menu(self, line: str) -> Step:
@@ -230,7 +266,8 @@ class ConsoleView:
             return Step(["No room id given: back to the menu."])
         if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 2**64:
             return Step([f"Not a room id: {printable(line.strip())!r} (room ids are the numbers that 3 lists)."])
-        return self._request(chat_pb2.C_JOIN_ROOM_REQ(room_id=int(text)), MsgId.S_JOIN_ROOM_RES)
+        return self._request(chat_pb2.C_JOIN_ROOM_REQ(room_id=int(text), history=HISTORY_ON_JOIN),
+                             MsgId.S_JOIN_ROOM_RES)
 
     def _on_room_line(self, line: str) -> Step:
         command = line.strip()
@@ -245,13 +282,28 @@ class ConsoleView:
                 return Step(["Bye."])
             if verb == "/members":
                 return Step(member_lines(self.members))
+            if verb == "/history":
+                return self._page_back()
             if verb == "/help":
                 return Step([ROOM_HELP])
             return Step([f"Unknown command {printable(verb)}. {ROOM_HELP}"])
-        step = self._request(chat_pb2.C_ROOM_CHAT_REQ(text=line, client_msg_id=self._next_client_msg_id), None)
+        msg_id = self._next_client_msg_id
+        step = self._request(chat_pb2.C_ROOM_CHAT_REQ(text=line, client_msg_id=msg_id,
+                                                      idempotency_key=self._key_base + msg_id), None)
         if step.send is not None:
-            self._unanswered.append(self._next_client_msg_id)
+            self._unanswered.append(msg_id)
+            self._texts[msg_id] = line
             self._next_client_msg_id += 1
+        return step
+
+    def _page_back(self) -> Step:
+        """`/history`: the page before the oldest message shown (the newest, if none is)."""
+        if self.oldest_seq == 1:
+            return Step(["This is the beginning of the room: no older messages."])
+        self._page_before = self.oldest_seq or 2**64 - 1
+        step = self._request(chat_pb2.C_ROOM_HISTORY_REQ(before_seq=self.oldest_seq, limit=HISTORY_PAGE),
+                             MsgId.S_ROOM_HISTORY_RES)
+        step.lines.append("--- older messages ---")
         return step
 
     # ----------------------------------------------------------- server side
@@ -288,12 +340,40 @@ class ConsoleView:
         return handler(self, message)
 
     def connection_lost(self, reason: str | None = None) -> list[str]:
-        """The connection closed or broke: the end of this client (unless it was quitting anyway)."""
+        """The connection closed or broke: the end of this client (unless it was quitting anyway), or,
+        with reconnect on and a login to repeat, the start of a reconnection (`reconnecting`)."""
         if self.exit_status is not None:
             return []
-        self.exit_status = EXIT_FAILURE
         detail = f" ({reason})" if reason else ""
+        if self.reconnect and self.logged_in and self._password is not None:
+            self.reconnecting = True
+            self.awaiting = MsgId.S_LOGIN_RES  # typed lines wait until the client is back
+            self.outgoing.clear()
+            return [f"Connection to the server lost{detail}; reconnecting..."]
+        self.exit_status = EXIT_FAILURE
         return [f"Connection to the server lost{detail}. Exiting."]
+
+    def reconnected(self) -> Step:
+        """The adapter has a new connection: log in again (the resume follows the login's answer)."""
+        self.reconnecting = False
+        self._relogin = True
+        self._decoder = FrameDecoder(max_size=MAX_FRAME, accept=SERVER_IDS)  # a new stream
+        step = self._request(chat_pb2.C_LOGIN_REQ(name=self.name or "", password=self._password or ""),
+                             MsgId.S_LOGIN_RES)
+        step.lines.append("Connected again; logging in...")
+        return step
+
+    def reconnect_failed(self, reason: str) -> list[str]:
+        """No new connection could be made: the end of this client."""
+        self.reconnecting = False
+        self.awaiting = None
+        self.exit_status = EXIT_FAILURE
+        return [f"Could not reconnect ({reason}). Exiting."]
+
+    def take_outgoing(self) -> list[tuple[float, Message]]:
+        """The requests server traffic called for, each with the delay to send it after; empties the list."""
+        out, self.outgoing = self.outgoing, []
+        return out
 
     def no_answer(self, seconds: float) -> list[str]:
         """The awaited answer did not come: a server that stays silent is treated as gone."""
@@ -308,6 +388,8 @@ class ConsoleView:
 
     def _on_login_res(self, res: chat_pb2.S_LOGIN_RES) -> list[str]:
         self._answered(MsgId.S_LOGIN_RES)
+        if self._relogin:
+            return self._logged_in_again(res)
         if res.success:
             self.player_id = res.player_id
             self.stage = Stage.MENU
@@ -316,6 +398,42 @@ class ConsoleView:
                 lines.append(f"Server: {printable(res.message)}")
             return lines
         return [f"Login failed: {refusal(res.message)}.", *self._login_refused()]
+
+    def _logged_in_again(self, res: chat_pb2.S_LOGIN_RES) -> list[str]:
+        """The login after a reconnection: resume the room the client was in, if any."""
+        self._relogin = False
+        if not res.success:
+            self.exit_status = EXIT_FAILURE
+            return [f"Could not log in again: {refusal(res.message)}. Exiting."]
+        self.player_id = res.player_id
+        if self.room_id is None:
+            self.stage = Stage.MENU
+            return ["Reconnected."]
+        if self.epoch:
+            req = chat_pb2.C_JOIN_ROOM_REQ(room_id=self.room_id, resume=True, since_seq=self.last_seq,
+                                           epoch=self.epoch, history=HISTORY_ON_JOIN)
+        else:  # a server without epochs (version 1.0): a plain join, and no promise
+            req = chat_pb2.C_JOIN_ROOM_REQ(room_id=self.room_id, history=HISTORY_ON_JOIN)
+        self._resume = (req, self.last_seq, 1)
+        self.awaiting = MsgId.S_JOIN_ROOM_RES
+        self.outgoing.append((0.0, req))
+        return []
+
+    def _resumed(self, res: chat_pb2.S_JOIN_ROOM_RES, since: int) -> list[str]:
+        """The answer to the resume after a reconnection; the chat lines that never echoed go again."""
+        if not res.success:
+            room = self.room_id
+            self._left_room()
+            return [f"Reconnected, but room {room} could not be joined again: {refusal(res.message)}."]
+        missed = res.head_seq - since
+        if res.epoch != self.epoch or not res.recovered:
+            self.last_seq = 0  # the history that follows is not a continuation of what was shown
+        self.epoch = res.epoch
+        self.members = {p.player_id: p.name for p in res.members}
+        for msg_id in self._unanswered:
+            self.outgoing.append((0.0, chat_pb2.C_ROOM_CHAT_REQ(
+                text=self._texts[msg_id], client_msg_id=msg_id, idempotency_key=self._key_base + msg_id)))
+        return [resumed_line(res.recovered, missed)]
 
     def _login_refused(self) -> list[str]:
         if not self.interactive:
@@ -331,7 +449,14 @@ class ConsoleView:
         self.members = {p.player_id: p.name for p in res.members}
         self.stage = Stage.ROOM
         self._unanswered.clear()
-        return room_entered_lines(headline, res.message, self.members)
+        self._texts.clear()
+        self.epoch = res.epoch
+        self.last_seq = self.oldest_seq = 0
+        lines = room_entered_lines(headline, res.message, self.members)
+        if isinstance(res, chat_pb2.S_JOIN_ROOM_RES) and res.head_seq and res.oldest_seq:
+            shown = min(HISTORY_ON_JOIN, res.head_seq - res.oldest_seq + 1)
+            lines.append(f"--- the last {shown} message{'' if shown == 1 else 's'} ---")
+        return lines
 
     def _room_refused(self, what: str, message: str) -> list[str]:
         if self.stage is not Stage.ROOM:
@@ -346,6 +471,10 @@ class ConsoleView:
 
     def _on_join_res(self, res: chat_pb2.S_JOIN_ROOM_RES) -> list[str]:
         self._answered(MsgId.S_JOIN_ROOM_RES)
+        if self._resume is not None:
+            since = self._resume[1]
+            self._resume = None
+            return self._resumed(res, since)
         if not res.success:
             return self._room_refused("join", res.message)
         return self._enter_room(res, f"Joined room {printable(res.room.name)} (ID: {res.room.room_id})")
@@ -367,7 +496,27 @@ class ConsoleView:
     def _on_chat_ntf(self, ntf: chat_pb2.S_ROOM_CHAT_NTF) -> list[str]:
         if ntf.sender.player_id == self.player_id and ntf.client_msg_id in self._unanswered:
             self._unanswered.remove(ntf.client_msg_id)
+            self._texts.pop(ntf.client_msg_id, None)
+        if ntf.room_id == self.room_id and ntf.seq:
+            if self._page_before and ntf.seq < self._page_before:  # a page of older messages
+                self.oldest_seq = min(self.oldest_seq or ntf.seq, ntf.seq)
+                return [chat_line(ntf)]
+            if self.reconnect and ntf.seq <= self.last_seq:
+                return []  # shown already: a resend's original, or history overlapping what was seen
+            self.last_seq = ntf.seq
+            self.oldest_seq = self.oldest_seq or ntf.seq
         return [chat_line(ntf)]
+
+    def _on_history_res(self, res: chat_pb2.S_ROOM_HISTORY_RES) -> list[str]:
+        self._answered(MsgId.S_ROOM_HISTORY_RES)
+        self._page_before = 0
+        if not res.success:
+            return [f"Could not page back: {refusal(res.message)}."]
+        if res.first_seq:
+            self.oldest_seq = min(self.oldest_seq or res.first_seq, res.first_seq)
+        elif not res.more:
+            self.oldest_seq = 1  # nothing older at all
+        return [page_end_line(res)]
 
     def _on_leave_ack(self, ack: chat_pb2.S_LEAVE_ROOM_ACK) -> list[str]:
         self._answered(MsgId.S_LEAVE_ROOM_ACK)
@@ -382,6 +531,8 @@ class ConsoleView:
         self.room_name = None
         self.members = {}
         self._unanswered.clear()
+        self._texts.clear()
+        self.epoch = self.last_seq = self.oldest_seq = 0
         self.stage = Stage.MENU
 
     def _on_room_list(self, res: chat_pb2.S_ROOM_LIST_RES) -> list[str]:
@@ -389,7 +540,11 @@ class ConsoleView:
         return room_list_lines(res)
 
     def _on_error(self, err: chat_pb2.S_ERROR) -> list[str]:
+        if self._resume is not None and self.awaiting is MsgId.S_JOIN_ROOM_RES:
+            return self._resume_refused(err)
         lines = [error_line(err)]
+        if self._page_before and self.awaiting is MsgId.S_ROOM_HISTORY_RES:
+            self._page_before = 0
         if self._unanswered:
             self._unanswered.popleft()  # the answer to the oldest chat line in flight
         elif self.awaiting is not None:
@@ -403,6 +558,19 @@ class ConsoleView:
             self._left_room()
             lines.append("You are not in a room any more. Back to the menu.")
         return lines
+
+    def _resume_refused(self, err: chat_pb2.S_ERROR) -> list[str]:
+        """The resume got an S_ERROR: a room being restored is tried again shortly; anything else ends it."""
+        req, since, tries = self._resume  # type: ignore[misc]
+        if err.code == chat_pb2.UNAVAILABLE and tries < RESUME_TRIES:
+            self._resume = (req, since, tries + 1)
+            self.outgoing.append((RESUME_RETRY, req))
+            return [f"{error_line(err)}; trying again..."]
+        self._resume = None
+        self.awaiting = None
+        room = self.room_id
+        self._left_room()
+        return [error_line(err), f"Reconnected, but room {room} could not be resumed. Back to the menu."]
 
     def _on_pong(self, _pong: chat_pb2.S_PONG) -> list[str]:
         return []
@@ -418,7 +586,9 @@ class ConsoleView:
         chat_pb2.S_ROOM_LIST_RES: _on_room_list,
         chat_pb2.S_ERROR: _on_error,
         chat_pb2.S_PONG: _on_pong,
+        chat_pb2.S_ROOM_HISTORY_RES: _on_history_res,
     }
 
 
-__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "MENU_PROMPT", "PROMPTS", "ConsoleView", "Stage", "Step"]
+__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "HISTORY_ON_JOIN", "HISTORY_PAGE", "MENU_PROMPT", "PROMPTS",
+           "ConsoleView", "Stage", "Step"]

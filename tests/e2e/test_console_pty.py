@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 import pexpect
 import pytest
 
+from chatcluster.console_view import HISTORY_ON_JOIN
+from chatcluster.proto import chat_pb2 as pb
 from chatcluster.spawn import free_port_block
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -132,6 +134,60 @@ def test_two_clients_chat_in_a_room_then_the_server_dies(spawn_client, stop_chat
     for child in (a, b):
         assert "Traceback" not in transcript(child)
         assert password not in transcript(child), "the password was echoed"
+
+
+def test_a_dropped_connection_is_ridden_out_and_the_room_resumed(chat_server):
+    """The connection drops (a relay between client and gateway cuts it): the client reconnects by itself,
+    logs in again, resumes its room and says how many messages it missed; /history pages back."""
+    from browser.relay import Relay  # tests/ is on sys.path: the relay the browser tests cut, too
+    from chatwire import WireClient
+
+    tag = uuid.uuid4().hex[:8]
+    alice, room = f"alice_{tag}", f"room_{tag}"
+    bob = WireClient(*chat_server)
+    assert bob.login(f"bob_{tag}").success
+    bob.send(pb.C_CREATE_ROOM_REQ(name=room))
+    room_id = bob.expect(pb.S_CREATE_ROOM_RES).room.room_id
+    for n in range(1, 26):
+        bob.chat(f"early {n}")
+    relay = Relay(chat_server)
+    child = pexpect.spawn(sys.executable, client_argv(("127.0.0.1", relay.port)), env=CLIENT_ENV, encoding="utf-8",
+                          codec_errors="replace", dimensions=(40, 200), timeout=20)
+    child.logfile_read = io.StringIO()
+    try:
+        login(child, alice, "pw")
+        child.sendline("2")
+        child.expect_exact("Id of the room to join: ")
+        child.sendline(str(room_id))
+        child.expect_exact(f"--- the last {HISTORY_ON_JOIN} messages ---")
+        child.expect_exact(f"[Room {room_id}] bob_{tag}: early 25")
+        child.expect_exact(f"{alice}@{room}> ")
+
+        relay.cut()  # the line drops, and stays down while bob talks
+        child.expect_exact("Connection to the server lost")
+        child.expect_exact("reconnecting...")
+        for n in range(1, 4):
+            bob.chat(f"missed {n}")
+        relay.restore()
+        child.expect_exact("reconnected; 3 missed messages")
+        for n in range(1, 4):
+            child.expect_exact(f"[Room {room_id}] bob_{tag}: missed {n}")
+        child.sendline("back again")  # the prompt stayed up all along: typing goes on
+        child.expect_exact(f"[Room {room_id}] {alice}: back again")
+
+        child.sendline("/history")
+        child.expect_exact("--- older messages ---")
+        child.expect_exact(f"[Room {room_id}] bob_{tag}: early 1\r")
+        child.expect_exact("--- messages 1 to 5; the beginning of the room ---")
+        child.sendline("/quit")
+        assert finish(child) == 0
+        assert "Traceback" not in transcript(child)
+    finally:
+        print(f"----- client transcript -----\n{transcript(child)}")
+        if child.isalive():
+            child.terminate(force=True)
+        relay.close()
+        bob.close()
 
 
 def run_piped(address: tuple[str, int], script: str, *extra: str) -> subprocess.CompletedProcess:

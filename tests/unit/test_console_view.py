@@ -6,7 +6,16 @@ import pytest
 
 from chatcluster.common.frames import MAX_CLIENT_FRAME, MsgId, encode
 from chatcluster.console_text import error_name, printable
-from chatcluster.console_view import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, MENU_PROMPT, ConsoleView, Stage
+from chatcluster.console_view import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    HISTORY_ON_JOIN,
+    MENU_PROMPT,
+    RESUME_RETRY,
+    ConsoleView,
+    Stage,
+)
 from chatcluster.proto import chat_pb2
 
 
@@ -148,7 +157,7 @@ def test_menu_join_asks_room_id_and_sends_join():
     view.handle_input("2")
     assert view.stage is Stage.ROOM_ID
     step = view.handle_input(" 42 ")
-    assert step.send == chat_pb2.C_JOIN_ROOM_REQ(room_id=42)
+    assert step.send == chat_pb2.C_JOIN_ROOM_REQ(room_id=42, history=HISTORY_ON_JOIN)  # the last messages too
     assert view.awaiting is MsgId.S_JOIN_ROOM_RES
 
 
@@ -164,7 +173,7 @@ def test_menu_join_refuses_what_is_not_a_room_id(text):
 def test_menu_join_accepts_hash_prefix():
     view = logged_in()
     view.handle_input("2")
-    assert view.handle_input("#7").send == chat_pb2.C_JOIN_ROOM_REQ(room_id=7)
+    assert view.handle_input("#7").send.room_id == 7
 
 
 def test_menu_list_sends_room_list_and_prints_rooms():
@@ -281,8 +290,10 @@ def test_chat_sends_text_with_client_msg_id_counting_from_one():
     view = in_room()
     first = view.handle_input("Hi Im User1")
     second = view.handle_input("again")
-    assert first.send == chat_pb2.C_ROOM_CHAT_REQ(text="Hi Im User1", client_msg_id=1)
-    assert second.send == chat_pb2.C_ROOM_CHAT_REQ(text="again", client_msg_id=2)
+    assert (first.send.text, first.send.client_msg_id) == ("Hi Im User1", 1)
+    assert (second.send.text, second.send.client_msg_id) == ("again", 2)
+    # each line has a key of its own, so that sending it again after a drop cannot make it twice
+    assert 0 < first.send.idempotency_key != second.send.idempotency_key > 0
     assert first.lines == [] and view.awaiting is None  # the echo is the confirmation: no wait
     assert view.unanswered_chats == 2
 
@@ -550,3 +561,151 @@ def test_control_characters_from_other_users_cannot_drive_the_terminal_or_forge_
 def test_printable_keeps_ordinary_unicode():
     assert printable("방 입장 🙂 café") == "방 입장 🙂 café"
     assert printable("a\tb\x00") == "a\\tb\\x00"
+
+
+# ------------------------------------------------------- history, reconnect and resume (1.1)
+
+
+def resumable(epoch: int = 77, seen: int = 3) -> ConsoleView:
+    """A client with reconnect on, in room 1 (epoch 77), having shown messages 1..seen."""
+    view = ConsoleView(reconnect=True)
+    view.handle_input("User1")
+    view.handle_input("pw")
+    view.receive(chat_pb2.S_LOGIN_RES(success=True, player_id=5))
+    view.handle_input("2")
+    view.handle_input("1")
+    view.receive(chat_pb2.S_JOIN_ROOM_RES(success=True, room=room_info(), members=[player(5, "User1")],
+                                          epoch=epoch, head_seq=0))
+    for seq in range(1, seen + 1):
+        view.receive(chat_ntf(f"m{seq}", seq=seq))
+    return view
+
+
+def test_join_shows_how_many_of_the_last_messages_follow():
+    view = logged_in()
+    view.handle_input("2")
+    view.handle_input("1")
+    lines = view.receive(chat_pb2.S_JOIN_ROOM_RES(success=True, room=room_info(), members=[player(5, "User1")],
+                                                  head_seq=300, oldest_seq=201))
+    assert lines[-1] == f"--- the last {HISTORY_ON_JOIN} messages ---"
+    assert view.receive(chat_ntf("old", seq=281)) == ["[Room 1] User2: old"]
+
+
+def test_a_dropped_connection_reconnects_logs_in_again_and_resumes():
+    view = resumable()
+    assert view.connection_lost("closed by the server") == [
+        "Connection to the server lost (closed by the server); reconnecting..."]
+    assert view.reconnecting and view.exit_status is None and view.awaiting is not None
+    assert view.handle_input("typed meanwhile").send is None  # held: not connected
+    step = view.reconnected()
+    assert step.send == chat_pb2.C_LOGIN_REQ(name="User1", password="pw") and not view.reconnecting
+    assert view.receive(chat_pb2.S_LOGIN_RES(success=True, player_id=5)) == []
+    (delay, resume), = view.take_outgoing()
+    assert delay == 0 and resume == chat_pb2.C_JOIN_ROOM_REQ(room_id=1, resume=True, since_seq=3, epoch=77,
+                                                             history=HISTORY_ON_JOIN)
+    lines = view.receive(chat_pb2.S_JOIN_ROOM_RES(success=True, room=room_info(), members=[player(5, "User1")],
+                                                  epoch=77, head_seq=6, oldest_seq=1, recovered=True))
+    assert lines == ["reconnected; 3 missed messages"]
+    assert [view.receive(chat_ntf(f"m{s}", seq=s)) for s in (4, 5, 6)] == [
+        ["[Room 1] User2: m4"], ["[Room 1] User2: m5"], ["[Room 1] User2: m6"]]
+    assert view.stage is Stage.ROOM and view.awaiting is None and view.last_seq == 6
+
+
+def test_a_resume_that_could_not_recover_says_so_and_shows_the_history_again():
+    view = resumable()
+    view.connection_lost()
+    view.reconnected()
+    view.receive(chat_pb2.S_LOGIN_RES(success=True, player_id=5))
+    view.take_outgoing()
+    lines = view.receive(chat_pb2.S_JOIN_ROOM_RES(success=True, room=room_info(), members=[player(5, "User1")],
+                                                  epoch=78, head_seq=40, recovered=False))
+    assert lines == ["reconnected; some messages could not be recovered"]
+    assert view.receive(chat_ntf("m2 in the new epoch", seq=2)) == ["[Room 1] User2: m2 in the new epoch"]
+    assert view.epoch == 78
+
+
+def test_chat_lines_without_an_echo_are_sent_again_with_their_key_and_shown_once():
+    view = resumable()
+    sent = view.handle_input("are you there?").send
+    view.connection_lost()
+    view.reconnected()
+    view.receive(chat_pb2.S_LOGIN_RES(success=True, player_id=5))
+    view.take_outgoing()
+    view.receive(chat_pb2.S_JOIN_ROOM_RES(success=True, room=room_info(), members=[player(5, "User1")],
+                                          epoch=77, head_seq=4, recovered=True))
+    (_, again), = view.take_outgoing()
+    assert again == sent  # same text, client_msg_id and idempotency key
+    mine = chat_ntf("are you there?", sender=(5, "User1"), cmid=sent.client_msg_id, seq=4)
+    assert view.receive(mine) == ["[Room 1] User1: are you there?"]  # the replay: it did arrive
+    assert view.receive(mine) == []  # the resend's answer, the original again: not shown twice
+    assert view.unanswered_chats == 0
+
+
+def test_a_resume_of_a_room_being_restored_is_tried_again():
+    view = resumable()
+    view.connection_lost()
+    view.reconnected()
+    view.receive(chat_pb2.S_LOGIN_RES(success=True, player_id=5))
+    (_, first), = view.take_outgoing()
+    lines = view.receive(chat_pb2.S_ERROR(code=chat_pb2.UNAVAILABLE, message="room 1 may be being restored"))
+    assert lines == ["Error UNAVAILABLE: room 1 may be being restored; trying again..."]
+    (delay, again), = view.take_outgoing()
+    assert (delay, again) == (RESUME_RETRY, first) and view.awaiting is MsgId.S_JOIN_ROOM_RES
+
+
+def test_a_room_gone_after_the_reconnection_is_back_to_the_menu():
+    view = resumable()
+    view.connection_lost()
+    view.reconnected()
+    view.receive(chat_pb2.S_LOGIN_RES(success=True, player_id=5))
+    lines = view.receive(chat_pb2.S_JOIN_ROOM_RES(success=False, message="room 1 not found"))
+    assert lines == ["Reconnected, but room 1 could not be joined again: room 1 not found."]
+    assert view.stage is Stage.MENU and not view.in_room
+
+
+def test_reconnecting_outside_a_room_just_logs_in():
+    view = logged_in(reconnect=True)
+    view.connection_lost()
+    view.reconnected()
+    assert view.receive(chat_pb2.S_LOGIN_RES(success=True, player_id=5)) == ["Reconnected."]
+    assert view.take_outgoing() == [] and view.stage is Stage.MENU
+
+
+def test_giving_up_reconnecting_fails():
+    view = resumable()
+    view.connection_lost()
+    assert view.reconnect_failed("connection refused") == ["Could not reconnect (connection refused). Exiting."]
+    assert view.exit_status == EXIT_FAILURE
+
+
+def test_a_failed_login_after_a_reconnection_ends_the_client():
+    view = resumable()
+    view.connection_lost()
+    view.reconnected()
+    lines = view.receive(chat_pb2.S_LOGIN_RES(success=False, message="wrong password"))
+    assert lines == ["Could not log in again: wrong password. Exiting."] and view.exit_status == EXIT_FAILURE
+
+
+def test_history_pages_back_from_the_oldest_message_shown():
+    view = resumable(seen=0)
+    for seq in (41, 42):
+        view.receive(chat_ntf(f"m{seq}", seq=seq))
+    step = view.handle_input("/history")
+    assert step.send == chat_pb2.C_ROOM_HISTORY_REQ(before_seq=41, limit=20)
+    assert step.lines == ["--- older messages ---"] and view.awaiting is MsgId.S_ROOM_HISTORY_RES
+    assert view.receive(chat_ntf("m21", seq=21)) == ["[Room 1] User2: m21"]
+    end = view.receive(chat_pb2.S_ROOM_HISTORY_RES(success=True, room_id=1, first_seq=21, last_seq=40, more=True))
+    assert end == ["--- messages 21 to 40; /history for older ones ---"] and view.awaiting is None
+    assert view.handle_input("/history").send.before_seq == 21
+    end = view.receive(chat_pb2.S_ROOM_HISTORY_RES(success=True, room_id=1, first_seq=1, last_seq=20))
+    assert end == ["--- messages 1 to 20; the beginning of the room ---"]
+    step = view.handle_input("/history")
+    assert step.send is None and "beginning" in step.lines[0]
+    assert view.receive(chat_ntf("live", seq=43)) == ["[Room 1] User2: live"]
+
+
+def test_a_failed_page_says_why():
+    view = resumable()
+    view.handle_input("/history")
+    lines = view.receive(chat_pb2.S_ROOM_HISTORY_RES(success=False, message="older messages are unavailable"))
+    assert lines == ["Could not page back: older messages are unavailable."] and view.awaiting is None
