@@ -211,7 +211,8 @@
     if (!state.loggedInOnce) {                            // the first login never got through
       state.credentials = null;
       setConnection("offline");
-      showLoginError("Could not reach the chat server" + (reason ? ` (${reason})` : "") + ". Is it running?");
+      showLoginError(`Could not connect to the chat server at ${wsUrl()}` + (reason ? ` (${reason})` : "")
+                     + ". Is it running? Try again in a moment.");
       setBusy(false);
       return;
     }
@@ -305,16 +306,9 @@
       if (state.loggedIn) return;  // already logged in on this connection: nothing to do
       if (!msg.success) {
         const text = msg.message || "Login failed.";
-        dropSocket();
-        state.credentials = null;
         const wasIn = state.loggedInOnce;
-        state.loggedInOnce = false;
-        state.rejoin = null;
-        setConnection("offline");
-        showView("login");
+        endSession();
         showLoginError(wasIn ? `Could not log in again after the connection dropped: ${text}` : text);
-        setBusy(false);
-        ui.loginPassword.value = "";
         ui.loginPassword.focus();
         return;
       }
@@ -726,20 +720,28 @@
     connect();
   });
 
-  ui.logout.addEventListener("click", () => {
+  /** Back to the login form with nothing of the session left: no socket, no credentials, no room. */
+  function endSession() {
     state.credentials = null;  // first, so the close below is not taken for a drop
     state.loggedInOnce = false;
+    state.loggedIn = false;
     state.rejoin = null;
+    state.pending = null;
     clearTimeout(state.reconnectTimer);
+    state.reconnectTimer = 0;
     dropSocket();
     state.me = null;
     state.rooms = [];
     leaveRoomState();
-    renderRooms();
     clearError();
     setConnection("offline");
+    setBusy(false);
     showView("login");
     ui.loginPassword.value = "";
+  }
+
+  ui.logout.addEventListener("click", () => {
+    endSession();
     ui.loginName.focus();
   });
 

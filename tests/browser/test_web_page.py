@@ -153,6 +153,11 @@ def test_two_pages_and_a_tcp_client_see_every_message_in_one_order(browsers, web
     ann.wait_notice("leave", f"{bob_name} left")
     ann.wait(lambda: sorted(ann.members()) == sorted([ann_name, carol_name]), "bob gone from the member list")
     carol.wait_event("leave", bob_name)
+
+    # Logging out ends the session: the login form again, and the room sees ann go.
+    ann.by_id("logout").click()
+    ann.wait(lambda: ann.shown("login-form") and ann.status()[0] == "offline", "the login form after logging out")
+    carol.wait_event("leave", ann_name)
     carol.close()
 
 
