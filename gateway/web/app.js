@@ -53,6 +53,8 @@
     rooms: [],                // the last S_ROOM_LIST_RES
     room: null,               // {roomId, name, epoch, lastSeq}: the room we are in
     rejoin: null,             // the room to go back to once logged in again after a drop
+    rejoinTries: 0,           // rejoins the server asked us to repeat (UNAVAILABLE: its room is being restored)
+    rejoinTimer: 0,
     members: new Map(),       // playerId -> name, for the current room
     seenSeqs: new Set(),      // seqs shown in the current room (a replay after a resume may repeat some)
     lastGroup: null,          // {senderId, timeUs}: for grouping consecutive messages
@@ -197,6 +199,7 @@
     const ws = state.ws;
     state.ws = null;
     stopPings();
+    clearTimeout(state.rejoinTimer);
     if (ws) {
       ws.onopen = ws.onmessage = ws.onclose = null;
       try { ws.close(1000); } catch (_) { /* already closing */ }
@@ -317,6 +320,7 @@
       state.loggedIn = true;
       state.loggedInOnce = true;
       state.attempt = 0;
+      state.rejoinTries = 0;
       state.finalReason = null;
       showLoginError("");
       setBusy(false);
@@ -361,6 +365,8 @@
       const wanted = state.rejoin;
       state.pending = null;
       state.rejoin = null;
+      state.rejoinTries = 0;
+      clearTimeout(state.rejoinTimer);
       if (!msg.success) {
         const reason = msg.message || "refused by the server";
         if (wasRejoin && wanted) {
@@ -427,6 +433,16 @@
       if (state.pending === "rejoin" && code === "BAD_REQUEST" && state.rejoin && state.rejoin.epoch !== "0") {
         state.rejoin.epoch = "0";  // the server would not resume from where we were: a plain join, then
         sendRejoin(state.rejoin);
+        return;
+      }
+      if (state.pending === "rejoin" && code === "UNAVAILABLE" && state.rejoin && state.rejoinTries < 6) {
+        // The room's shard is restarting or restoring it: ask again after a while, as the server says.
+        state.pending = null;
+        state.rejoinTries += 1;
+        const delay = Math.min(BACKOFF_MAX_MS, 1000 * 2 ** (state.rejoinTries - 1)) * (0.5 + Math.random() * 0.5);
+        if (state.rejoinTries === 1) addNotice("info", `Cannot rejoin yet (${text}). Trying again…`);
+        state.rejoinTimer = setTimeout(() => { if (state.loggedIn && state.rejoin) sendRejoin(state.rejoin); }, delay);
+        updateControls();
         return;
       }
       if (state.pending && code !== "KICKED") {  // a create/join/leave that was refused outright
@@ -726,6 +742,7 @@
     state.loggedInOnce = false;
     state.loggedIn = false;
     state.rejoin = null;
+    state.rejoinTries = 0;
     state.pending = null;
     clearTimeout(state.reconnectTimer);
     state.reconnectTimer = 0;

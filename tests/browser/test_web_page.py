@@ -24,7 +24,9 @@ import pytest
 from chatpage import TIMEOUT, ChatPage
 from chatwire import WireClient
 from relay import Relay
+from waiting import wait_for
 
+from chatcluster.common.hashing import owner
 from chatcluster.proto import chat_pb2 as pb
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -340,6 +342,52 @@ def test_after_the_gateway_is_killed_the_page_logs_in_again_and_resumes_its_room
                                                                (2, carol_name, "good morning")],
              "carol's message after the restart")
     carol.close()
+
+
+def test_when_the_rooms_shard_died_too_the_page_retries_then_says_the_room_is_gone(browsers, cluster_factory):
+    cluster = cluster_factory()
+    hal_name = unique("hal")
+    hal = ChatPage(browsers(1)[0], page_url(cluster)).open()
+    hal.login(hal_name)
+    room = hal.create_room("Lost room")
+    hal.say("anyone?")
+    hal.wait_messages(1)
+    shard_ids = [s.id for s in cluster.config.shards]
+    shard = next(s for s in cluster.shard_status() if s["id"] == shard_ids[owner(int(room), shard_ids)])
+    gateway = cluster.gateway_status()
+    os.kill(gateway["pid"], signal.SIGKILL)
+    os.kill(shard["pid"], signal.SIGKILL)
+    # The new shard answers a resume of a room it does not know with UNAVAILABLE "try again" only in its first
+    # seconds (a gateway may yet give the room back). So once the gateway is back, press "Retry now" rather than
+    # wait out a back-off that may have grown to seconds by then.
+    wait_for(lambda: _answers(cluster) not in (None, gateway["pid"]), timeout=40, what="the gateway restarted")
+
+    def back_online() -> bool:
+        if hal.status()[0] == "online":
+            return True
+        retry = hal.by_id("retry-now")
+        if retry.is_displayed():
+            retry.click()
+        return False
+
+    hal.wait(back_online, "the page back online")
+    # Back online, the page resumes; the shard answers "try again": the page does, and says so.
+    hal.wait(lambda: any(kind == "info" and text.startswith("Cannot rejoin yet (") and text.endswith("Trying again…")
+                         for kind, text in hal.notices()), "the page saying it tries to rejoin again", timeout=40)
+    assert hal.status()[0] == "online" and hal.room_id() == room
+    # Nobody gave it back (its only member was on the dead gateway): the shard then says it is gone, and so does
+    # the page, in words, back in the lobby.
+    error = hal.wait(hal.error, "the error saying the room is gone", timeout=40)
+    assert "could not rejoin “Lost room”" in error and "not found" in error
+    assert hal.room_id() == "" and hal.shown("lobby")
+
+
+def _answers(cluster) -> int | None:
+    """The gateway's pid, or None while it does not answer (restarting)."""
+    try:
+        return cluster.gateway_status()["pid"]
+    except OSError:
+        return None
 
 
 # ------------------------------------------------------------------------------------------------ 4. errors
