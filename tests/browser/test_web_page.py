@@ -473,6 +473,9 @@ def test_a_screenshot_of_the_page_shows_the_room_and_its_messages(browsers, web_
         priya.wire.chat("Numbers look steady: zero lost messages so far.")
         maya.wait_messages(len(script) + 1)
         after = _ocr(tesseract, driver, tmp_path / "after.png")
+        height, visible, top = driver.execute_script(
+            "const m = document.getElementById('messages'); return [m.scrollHeight, m.clientHeight, m.scrollTop]")
+        assert height > visible and height - visible - top < 2  # more than fits, and scrolled to the newest
 
         for words in ("lighthouse crew", "release planning", "canary has been healthy", "drain the old gateways",
                       "jonas", "priya"):
