@@ -31,7 +31,7 @@ from chatcluster.common.storage import Database
 
 log = logging.getLogger("chatcluster.chatlog")
 
-Row = tuple[int, int, int, str, int]  # room_id, seq, sender_id, text, server_time_us
+Row = tuple[int, int, int, str, int, int, int]  # room_id, seq, sender_id, text, server_time_us, client_msg_id, key
 
 FLUSH_INTERVAL = 0.05   # seconds between writer passes: how late a line reaches the file log
 DB_INTERVAL = 0.5       # the database is written when this long has passed since its last write ...
@@ -80,7 +80,7 @@ _second_cache: list = [-1, ""]  # (unix second, its ISO text): most lines of a b
 
 def format_line(row: Row) -> str:
     """`2026-11-25T08:01:01.846123Z room=1 seq=1 sender=5 text="..."`: one line per message, whatever the text."""
-    room_id, seq, sender_id, text, time_us = row
+    room_id, seq, sender_id, text, time_us = row[:5]
     second, micros = divmod(time_us, 1_000_000)
     if second != _second_cache[0]:
         _second_cache[0], _second_cache[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
@@ -125,8 +125,12 @@ class ChatLog:
         self._thread.start()
 
     # ---- the shard loop's side (cheap) ------------------------------------------
-    def append(self, room_id: int, seq: int, sender_id: int, text: str, server_time_us: int) -> None:
-        self._queue.append((room_id, seq, sender_id, text, server_time_us))
+    def append(self, room_id: int, seq: int, sender_id: int, text: str, server_time_us: int, client_msg_id: int = 0,
+               idempotency_key: int = 0) -> None:
+        """One accepted chat. client_msg_id and idempotency_key go to the database only (the file log keeps
+        its line format): a frame rebuilt from the log echoes the one, a resend after a restart is checked
+        against the other."""
+        self._queue.append((room_id, seq, sender_id, text, server_time_us, client_msg_id, idempotency_key))
         self.accepted += 1
 
     def room_closed(self, room_id: int) -> None:

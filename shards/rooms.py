@@ -128,14 +128,14 @@ class RoomBook:
         self,
         limits: Limits | None = None,
         clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
-        on_chat: Callable[[int, int, int, str, int], None] | None = None,
+        on_chat: Callable[[int, int, int, str, int, int, int], None] | None = None,
         on_room_closed: Callable[[int], None] | None = None,
         can_read: bool = False,
         epochs: Callable[[int], int] = new_epoch,
     ) -> None:
         self.limits = limits or Limits()
         self.clock_us = clock_us
-        self.on_chat = on_chat                # (room_id, seq, sender_id, text, server_time_us): the chat log
+        self.on_chat = on_chat  # (room_id, seq, sender_id, text, server_time_us, client_msg_id, key): the chat log
         self.on_room_closed = on_room_closed  # (room_id): the rooms table
         self.can_read = can_read              # a chat log database answers reads (else memory is all there is)
         self.epochs = epochs                  # a new epoch, unlike the one given
@@ -319,7 +319,7 @@ class RoomBook:
             log.debug("%sBroadcast seq=%d members=%d gateways=%d", logs.ctx(room=room_id), seq,
                       len(room.members), len(room.gateways))
         if self.on_chat is not None:
-            self.on_chat(room_id, seq, member.player.player_id, text, now)
+            self.on_chat(room_id, seq, member.player.player_id, text, now, req.client_msg_id, req.idempotency_key)
 
     def page(self, gateway: bytes, msg: cluster_pb2.RoomHistory, out: Outbox) -> None:
         """A page of older messages for a member: from the ring where it reaches, else the chat log first."""

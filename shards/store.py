@@ -10,10 +10,12 @@ RoomBook.read_done(token, result). `serve` is that blocking step; it also
 rebuilds the frames from the rows, so the shard's loop pays nothing but the
 reply.
 
-The chat log keeps (room, seq, sender id, text, time); the sender's name
-comes from the accounts table, as it was at the time (names never change).
-A rebuilt frame is the S_ROOM_CHAT_NTF the room sent, but for client_msg_id,
-which the log does not keep: it is 0 in a frame from the database.
+The chat log keeps (room, seq, sender id, text, time, client_msg_id,
+idempotency key); the sender's name comes from the accounts table (names
+never change), so a rebuilt frame is the S_ROOM_CHAT_NTF the room sent, and a
+restored room knows its messages' keys: a resend after a shard restart is
+still answered with the original. (Rows written before schema v2 have
+client_msg_id and key 0.)
 """
 
 from __future__ import annotations
@@ -72,10 +74,11 @@ class Tail:
     entries: list[tuple[int, bytes, int, Key | None]]    # (seq, frame, time_us, key), oldest first
 
 
-def frame_of(room_id: int, seq: int, sender_id: int, name: str, text: str, time_us: int) -> bytes:
+def frame_of(room_id: int, seq: int, sender_id: int, name: str, text: str, time_us: int,
+             client_msg_id: int = 0) -> bytes:
     """The S_ROOM_CHAT_NTF frame of one logged message."""
     return encode(chat_pb2.S_ROOM_CHAT_NTF(room_id=room_id, sender=chat_pb2.Player(player_id=sender_id, name=name),
-                                           text=text, seq=seq, server_time_us=time_us))
+                                           text=text, seq=seq, client_msg_id=client_msg_id, server_time_us=time_us))
 
 
 def serve(db: Database, read: Read) -> Page | Tail:
@@ -84,11 +87,11 @@ def serve(db: Database, read: Read) -> Page | Tail:
         rows = db.chat_before(read.room_id, read.before_seq, read.count + 1)  # one more: are there older ones?
         more = len(rows) > read.count
         rows = rows[1:] if more else rows
-        return Page([(r[0], frame_of(read.room_id, *r)) for r in rows], more)
+        return Page([(r[0], frame_of(read.room_id, *r[:6])) for r in rows], more)
     rows = db.chat_before(read.room_id, 2**63 - 1, RESTORE_CAP)
     max_seq = rows[-1][0] if rows else 0
     kept = [r for r in rows if r[0] > max_seq - read.keep or r[4] >= read.since_us]
-    return Tail(max_seq, [(r[0], frame_of(read.room_id, *r), r[4], None) for r in kept])
+    return Tail(max_seq, [(r[0], frame_of(read.room_id, *r[:6]), r[4], (r[1], r[6]) if r[6] else None) for r in kept])
 
 
 class Reader:

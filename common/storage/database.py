@@ -16,7 +16,7 @@ from chatcluster.common.storage import passwords
 from chatcluster.common.storage.dialects import Dialect, dialect_for
 from chatcluster.common.storage.pool import ConnectionPool
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 log = logging.getLogger("chatcluster.db")
 
 
@@ -164,8 +164,9 @@ class Database:
             self._commit(conn)
 
     # ---- chat log ---------------------------------------------------------
-    def append_chat(self, rows: list[tuple[int, int, int, str, int]]) -> int:
-        """Write (room_id, seq, sender_id, text, server_time_us) rows; rows already there are skipped.
+    def append_chat(self, rows: list[tuple]) -> int:
+        """Write (room_id, seq, sender_id, text, server_time_us[, client_msg_id, idempotency_key]) rows;
+        rows already there are skipped.
 
         Skipping makes a retry after a lost answer safe: (room_id, seq) is
         unique, so a batch that did commit is not written twice.
@@ -175,25 +176,32 @@ class Database:
             cur = conn.cursor()
             for start in range(0, len(rows), size):
                 chunk = rows[start:start + size]
-                cur.execute(self.dialect.insert_chat_sql(len(chunk)), [v for row in chunk for v in row])
+                values: list = []
+                for row in chunk:
+                    values.extend(row[:5])
+                    values.append(_signed(row[5]) if len(row) > 5 else 0)
+                    values.append(_signed(row[6]) if len(row) > 6 else 0)
+                cur.execute(self.dialect.insert_chat_sql(len(chunk)), values)
             self._commit(conn)
         return len(rows)
 
     def history(self, room_id: int, last: int = 50) -> list[tuple[int, int, str, str, int]]:
         """The last `last` messages of a room, oldest first: (seq, sender_id, sender name, text, time_us)."""
-        return self.chat_before(room_id, 2**63 - 1, last)
+        return [row[:5] for row in self.chat_before(room_id, 2**63 - 1, last)]
 
-    def chat_before(self, room_id: int, before_seq: int, count: int) -> list[tuple[int, int, str, str, int]]:
-        """The newest `count` messages of a room with seq < before_seq, oldest first:
-        (seq, sender_id, sender name, text, time_us). The shard's history reads use it (shards/store.py)."""
+    def chat_before(self, room_id: int, before_seq: int, count: int) -> list[tuple[int, int, str, str, int, int, int]]:
+        """The newest `count` messages of a room with seq < before_seq, oldest first: (seq, sender_id, sender
+        name, text, time_us, client_msg_id, idempotency_key). The shard's history reads use it (shards/store.py)."""
         sql = self.dialect.limit(
-            "SELECT c.seq, c.sender_id, a.name, c.text, c.server_time_us FROM chat_log c "
-            "LEFT JOIN accounts a ON a.id = c.sender_id WHERE c.room_id = ? AND c.seq < ? ORDER BY c.seq DESC")
+            "SELECT c.seq, c.sender_id, a.name, c.text, c.server_time_us, c.client_msg_id, c.idempotency_key "
+            "FROM chat_log c LEFT JOIN accounts a ON a.id = c.sender_id WHERE c.room_id = ? AND c.seq < ? "
+            "ORDER BY c.seq DESC")
         with self.pool.connection() as conn:
             cur = conn.cursor()
             cur.execute(sql, (room_id, before_seq, count))
             rows = cur.fetchall()
-        return [(int(r[0]), int(r[1]), r[2] or _unknown_sender(int(r[1])), r[3], int(r[4])) for r in reversed(rows)]
+        return [(int(r[0]), int(r[1]), r[2] or _unknown_sender(int(r[1])), r[3], int(r[4]), _unsigned(int(r[5])),
+                 _unsigned(int(r[6]))) for r in reversed(rows)]
 
     def chat_summary(self) -> dict[int, tuple[int, int, int]]:
         """Per room: (rows, lowest seq, highest seq), to check a log has no gaps."""
@@ -208,6 +216,15 @@ class Database:
             cur.execute("SELECT MAX(seq) FROM chat_log WHERE room_id = ?", (room_id,))
             row = cur.fetchone()
         return int(row[0]) if row and row[0] is not None else 0
+
+
+def _signed(value: int) -> int:
+    """A client's uint64 as the signed BIGINT every backend has (two's complement)."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _unsigned(value: int) -> int:
+    return value + (1 << 64) if value < 0 else value
 
 
 def _unknown_sender(sender_id: int) -> str:

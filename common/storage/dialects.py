@@ -48,12 +48,12 @@ from chatcluster.common.storage.schema import (
     Table,
 )
 
-COLUMNS = ("room_id", "seq", "sender_id", "text", "server_time_us")
+COLUMNS = ("room_id", "seq", "sender_id", "text", "server_time_us", "client_msg_id", "idempotency_key")
 
 
 class Dialect:
     name = "generic"
-    #: Rows per multi-row INSERT (5 parameters each; SQL Server takes at most 2100 parameters).
+    #: Rows per multi-row INSERT (7 parameters each; SQL Server takes at most 2100 parameters).
     batch_rows = 1000
     #: The current time in UTC, as the dialect writes it in SQL.
     now = "CURRENT_TIMESTAMP"
@@ -116,7 +116,7 @@ class Dialect:
 
     @staticmethod
     def _values(rows: int) -> str:
-        return ",".join(["(?,?,?,?,?)"] * rows)
+        return ",".join(["(?,?,?,?,?,?,?)"] * rows)
 
 
 # ---------------------------------------------------------------------------- SQLite
@@ -295,7 +295,7 @@ class MariaDBDialect(OdbcDialect):
 class SQLServerDialect(OdbcDialect):
     name = "sqlserver"
 
-    batch_rows = 400  # 2000 parameters: SQL Server takes at most 2100 per statement
+    batch_rows = 300  # 2100 parameters: SQL Server takes at most 2100 per statement
     now = "SYSUTCDATETIME()"
     disconnect_messages = ("Communication link failure", "connection is broken", "Adaptive Server connection")
 

@@ -62,4 +62,10 @@ MIGRATIONS: dict[int, list[Table | str]] = {
             Column("server_time_us", BIGINT),
         ), primary_key=("room_id", "seq")),
     ],
+    # 1.1 (history): what a frame rebuilt from the log needs, and what a resend after a shard restart is
+    # checked against. Both are the client's uint64 stored as a signed BIGINT (two's complement).
+    2: [
+        "ALTER TABLE chat_log ADD client_msg_id BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE chat_log ADD idempotency_key BIGINT NOT NULL DEFAULT 0",
+    ],
 }

@@ -37,16 +37,17 @@ def test_schema_is_created_once_and_checked(db):
 def test_an_older_schema_is_migrated(db_url, monkeypatch):
     first = open_database(db_url, pool_size=1, scrypt_n=16)
     first.close()
-    monkeypatch.setattr(database_module, "SCHEMA_VERSION", 2)
+    current = database_module.SCHEMA_VERSION
+    monkeypatch.setattr(database_module, "SCHEMA_VERSION", current + 1)
     later = Database(db_url, pool_size=1, scrypt_n=16)
     original = later.dialect.migrations()
-    v2 = ["CREATE INDEX chat_log_by_sender ON chat_log (sender_id)"]
-    monkeypatch.setattr(later.dialect, "migrations", lambda: {**original, 2: v2})
-    assert later.schema_version() == 1
-    assert later.migrate() == 2
-    assert later.schema_version() == 2
+    step = ["CREATE INDEX chat_log_by_sender ON chat_log (sender_id)"]
+    monkeypatch.setattr(later.dialect, "migrations", lambda: {**original, current + 1: step})
+    assert later.schema_version() == current
+    assert later.migrate() == current + 1
+    assert later.schema_version() == current + 1
     later.close()
-    monkeypatch.setattr(database_module, "SCHEMA_VERSION", 1)
+    monkeypatch.setattr(database_module, "SCHEMA_VERSION", current)
     newer = Database(db_url, pool_size=1)
     with pytest.raises(database_module.SchemaError):
         newer.migrate()  # a database from the future is refused, not damaged
@@ -149,3 +150,25 @@ def test_chat_log_holds_the_backlog_while_the_database_is_down(db, db_url, tmp_p
     summary = db.chat_summary()
     assert summary[1][0] == 501  # everything kept for the database got there; the 200 past the bound are counted
     assert len((tmp_path / "shard-0.log").read_text().splitlines()) == 701  # and all are in the file
+
+
+def test_a_version_1_chat_log_gains_the_history_columns(db_url, monkeypatch):
+    """Schema v2 adds client_msg_id and idempotency_key to chat_log: old rows read back with 0, new ones keep
+    the client's uint64 values whole (stored as signed BIGINT)."""
+    monkeypatch.setattr(database_module, "SCHEMA_VERSION", 1)
+    old = Database(db_url, pool_size=1, scrypt_n=16)
+    assert old.migrate() == 1
+    with old.pool.connection() as conn:
+        conn.cursor().execute("INSERT INTO chat_log (room_id, seq, sender_id, text, server_time_us) "
+                              "VALUES (?, ?, ?, ?, ?)", (3, 1, 9, "from v1", 100))
+        Database._commit(conn)
+    old.close()
+    monkeypatch.setattr(database_module, "SCHEMA_VERSION", 2)
+    db = Database(db_url, pool_size=1, scrypt_n=16)
+    assert db.migrate() == 2
+    db.append_chat([(3, 2, 9, "from v2", 200, 2**64 - 1, 2**63 + 7), (3, 3, 9, "no key", 300, 5, 0)])
+    assert db.chat_before(3, 10, 10) == [(1, 9, "#9", "from v1", 100, 0, 0),
+                                         (2, 9, "#9", "from v2", 200, 2**64 - 1, 2**63 + 7),
+                                         (3, 9, "#9", "no key", 300, 5, 0)]
+    assert db.history(3, last=1) == [(3, 9, "#9", "no key", 300)]
+    db.close()

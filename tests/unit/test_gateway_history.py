@@ -244,3 +244,25 @@ def test_a_shard_restart_keeps_the_epoch_only_when_the_chat_log_makes_the_room_w
     cluster.run()
     assert [m.seq for m in again.take()] == [16]
     cluster.db.close()
+
+
+def test_after_a_restart_a_resend_is_still_answered_with_the_original(tmp_path):
+    """The chat log keeps client_msg_id and the idempotency key: the frames a restored room gets back are the
+    ones it sent, and a resend of a message from before the restart is still not broadcast again."""
+    cluster = MemCluster(tmp_path, shards=1, chat_log=True)
+    now = [0.0]
+    gw = cluster.gateway(clock=lambda: now[0])
+    gw.core.start()
+    (a, b), room, created = room_with(cluster, gw, "alice", "bob")
+    a.send(pb.C_ROOM_CHAT_REQ(text="did it arrive?", client_msg_id=41, idempotency_key=2**64 - 3))
+    cluster.run()
+    original = a.one(pb.S_ROOM_CHAT_NTF)
+    b.take()
+    restart_and_rebuild(cluster, gw, now, 0)
+    for c in (a, b):
+        assert "restored" in c.one(pb.S_ERROR).message
+    a.send(pb.C_ROOM_CHAT_REQ(text="did it arrive?", client_msg_id=41, idempotency_key=2**64 - 3))
+    cluster.run()
+    assert a.one(pb.S_ROOM_CHAT_NTF) == original  # rebuilt from the log, byte for byte the same message
+    assert b.take() == [] and cluster.shards[0].rooms[room].seq == 1
+    cluster.db.close()

@@ -35,7 +35,7 @@ class Harness:
     """A Shard and what it answered, envelope by envelope, per gateway."""
 
     def __init__(self, limits: Limits | None = None, **book_options: object) -> None:
-        self.log: list[tuple[int, int, int, str, int]] = []
+        self.log: list[tuple[int, int, int, str, int, int, int]] = []
         self.now = 1_700_000_000_000_000  # µs; tests move it
         self.shard = Shard(0, 1, limits, clock_us=lambda: self.now, on_chat=lambda *row: self.log.append(row),
                            **book_options)
@@ -105,7 +105,7 @@ def test_chats_get_seq_from_1_and_one_deliver_per_gateway(h):
         assert [n.sender.player_id for *_, n in got] == [1001, 1002, 1001]
         assert [n.client_msg_id for *_, n in got] == [1, 2, 3]
     assert h.shard.book.deliveries - before == 9 and h.shard.book.chats == 3
-    assert [(room, seq, sender, text) for room, seq, sender, text, _ in h.log] == [
+    assert [(room, seq, sender, text) for room, seq, sender, text, *_ in h.log] == [
         (7, 1, 1001, "one"), (7, 2, 1002, "two"), (7, 3, 1001, "three")]
 
 

@@ -8,7 +8,7 @@ import pytest
 from waiting import wait_for
 
 from chatcluster.common.storage import Database, open_database
-from chatcluster.common.storage.database import CPU, DB, login_steps
+from chatcluster.common.storage.database import CPU, DB, SCHEMA_VERSION, login_steps
 from chatcluster.common.storage.passwords import hash_password, verify_password
 from chatcluster.common.storage.pool import ConnectionPool, PoolTimeout
 
@@ -154,8 +154,8 @@ def test_room_ids_are_never_reused(db, tmp_path):
 
 
 def test_schema_version(db):
-    assert db.schema_version() == 1
-    assert db.migrate() == 1  # idempotent
+    assert db.schema_version() == SCHEMA_VERSION
+    assert db.migrate() == SCHEMA_VERSION  # idempotent
 
 
 def test_bad_urls():
