@@ -151,6 +151,9 @@ class History:
 
     def append(self, ring: Ring, seq: int, frame: bytes, now_us: int, key: Key | None = None) -> None:
         """The room sent message `seq` as `frame` at now_us: keep it, and trim what the rules let go."""
+        if not self.max_bytes:  # history_bytes=0: keep nothing (a resume recovers only from the head)
+            ring.last = seq
+            return
         if seq != ring.last + 1:
             self.reset(ring, seq - 1)
         ring.frames.append(frame)

@@ -79,6 +79,14 @@ def test_eviction_goes_across_rooms_in_time_order():
     assert h.evicted == 2
 
 
+def test_a_bound_of_zero_keeps_nothing_at_no_cost():
+    h = history(history_bytes=0)
+    ring = h.ring()
+    fill(h, ring, 1, 50)
+    assert (len(ring), ring.last, h.bytes, h.evictions) == (0, 50, 0, 0)
+    assert ring.after(50) == [] and ring.after(49) is None
+
+
 def test_a_ring_is_one_run_a_seq_that_does_not_follow_empties_it():
     h = history()
     ring = h.ring()
