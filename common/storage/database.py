@@ -16,7 +16,7 @@ from chatcluster.common.storage import passwords
 from chatcluster.common.storage.dialects import Dialect, dialect_for
 from chatcluster.common.storage.pool import ConnectionPool
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 log = logging.getLogger("chatcluster.db")
 
 

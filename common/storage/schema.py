@@ -68,4 +68,16 @@ MIGRATIONS: dict[int, list[Table | str]] = {
         "ALTER TABLE chat_log ADD client_msg_id BIGINT NOT NULL DEFAULT 0",
         "ALTER TABLE chat_log ADD idempotency_key BIGINT NOT NULL DEFAULT 0",
     ],
+    # 1.1 (token login and operators): the application's user id (a token's `sub`) of accounts a token
+    # created, unique where set; and bans, one per account, until a time (until_us 0: until lifted).
+    3: [
+        "ALTER TABLE accounts ADD sub VARCHAR(255)",
+        "CREATE UNIQUE INDEX accounts_sub ON accounts (sub)",
+        Table("bans", (
+            Column("account_id", BIGINT),
+            Column("until_us", BIGINT),
+            Column("reason", TEXT),
+            Column("created_at", CREATED),
+        ), primary_key=("account_id",)),
+    ],
 }
