@@ -371,6 +371,7 @@ class RoomBook:
         room = self.rooms.get(msg.room_id)
         if room is None and msg.room_id in self.resting:
             room = self.rooms[msg.room_id] = self.resting.pop(msg.room_id)  # its gateway was cut off, not gone
+            self.rebuilt += 1  # taken back from a gateway, as a lost room would be (its history never left)
         if room is None:
             room = self.rooms[msg.room_id] = Room(msg.room_id, msg.name, msg.epoch, self.history.ring(msg.last_seq))
             room.restored = True
