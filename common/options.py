@@ -27,3 +27,27 @@ class ShardCount(click.ParamType):
 
 
 SHARDS = ShardCount()
+
+
+class Duration(click.ParamType):
+    """A length of time: seconds, or a number with s, m, h or d (90, 90s, 10m, 1h, 7d)."""
+
+    name = "DURATION"
+    UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        text = str(value).strip().lower()
+        unit = self.UNITS.get(text[-1:], None)
+        number = text[:-1] if unit is not None else text
+        try:
+            seconds = float(number) * (unit or 1)
+        except ValueError:
+            self.fail(f"{value!r} is not a duration like 90s, 10m, 1h or 7d", param, ctx)
+        if seconds <= 0:
+            self.fail(f"{value!r} is not a positive duration", param, ctx)
+        return seconds
+
+
+DURATION = Duration()
