@@ -41,11 +41,13 @@ class Kind(IntEnum):
     CLAIM = 8
     RELEASE = 9
     HISTORY = 11    # a page of a room's older messages (1.1)
+    OPERATE = 12    # an operator's action (1.1: the gateway's HTTP API)
     # shard -> gateway
     REPLY = 16
     DELIVER = 20    # fixed header (DELIVER_HEAD), then the client frame to pass on
     ROOMS = 18
     KICK = 19
+    OPERATED = 21   # the answer to an OPERATE
 
 
 PAYLOAD_TYPES: dict[int, type[Message]] = {
@@ -59,6 +61,8 @@ PAYLOAD_TYPES: dict[int, type[Message]] = {
     Kind.RELEASE: cluster_pb2.Release,
     Kind.HISTORY: cluster_pb2.RoomHistory,
     Kind.KICK: cluster_pb2.Kick,
+    Kind.OPERATE: cluster_pb2.Operate,
+    Kind.OPERATED: cluster_pb2.Operated,
     Kind.REPLY: cluster_pb2.Reply,
     Kind.ROOMS: cluster_pb2.RoomList,
 }

@@ -1,5 +1,6 @@
 from chatcluster.proto import chat_pb2 as _chat_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -117,13 +118,63 @@ class Release(_message.Message):
     session: int
     def __init__(self, player_id: _Optional[int] = ..., session: _Optional[int] = ...) -> None: ...
 
+class Operate(_message.Message):
+    __slots__ = ("request", "action", "room_id", "player_id", "text", "reason", "until_us", "code", "since_seq", "limit")
+    class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        NONE: _ClassVar[Operate.Action]
+        PUBLISH: _ClassVar[Operate.Action]
+        ROOM: _ClassVar[Operate.Action]
+        KICK: _ClassVar[Operate.Action]
+        DISCONNECT: _ClassVar[Operate.Action]
+        MUTE: _ClassVar[Operate.Action]
+        UNMUTE: _ClassVar[Operate.Action]
+        HISTORY: _ClassVar[Operate.Action]
+        UNBAN: _ClassVar[Operate.Action]
+    NONE: Operate.Action
+    PUBLISH: Operate.Action
+    ROOM: Operate.Action
+    KICK: Operate.Action
+    DISCONNECT: Operate.Action
+    MUTE: Operate.Action
+    UNMUTE: Operate.Action
+    HISTORY: Operate.Action
+    UNBAN: Operate.Action
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    ROOM_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAYER_ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_US_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    request: int
+    action: Operate.Action
+    room_id: int
+    player_id: int
+    text: str
+    reason: str
+    until_us: int
+    code: _chat_pb2.ErrorCode
+    since_seq: int
+    limit: int
+    def __init__(self, request: _Optional[int] = ..., action: _Optional[_Union[Operate.Action, str]] = ..., room_id: _Optional[int] = ..., player_id: _Optional[int] = ..., text: _Optional[str] = ..., reason: _Optional[str] = ..., until_us: _Optional[int] = ..., code: _Optional[_Union[_chat_pb2.ErrorCode, str]] = ..., since_seq: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
 class Kick(_message.Message):
-    __slots__ = ("player_id", "session")
+    __slots__ = ("player_id", "session", "code", "reason", "room_id")
     PLAYER_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ROOM_ID_FIELD_NUMBER: _ClassVar[int]
     player_id: int
     session: int
-    def __init__(self, player_id: _Optional[int] = ..., session: _Optional[int] = ...) -> None: ...
+    code: _chat_pb2.ErrorCode
+    reason: str
+    room_id: int
+    def __init__(self, player_id: _Optional[int] = ..., session: _Optional[int] = ..., code: _Optional[_Union[_chat_pb2.ErrorCode, str]] = ..., reason: _Optional[str] = ..., room_id: _Optional[int] = ...) -> None: ...
 
 class Reply(_message.Message):
     __slots__ = ("request", "session", "ok", "room_id", "frame", "not_member", "room_name", "room_unknown", "epoch", "head_seq")
@@ -156,3 +207,37 @@ class RoomList(_message.Message):
     request: int
     rooms: _containers.RepeatedCompositeFieldContainer[_chat_pb2.RoomInfo]
     def __init__(self, request: _Optional[int] = ..., rooms: _Optional[_Iterable[_Union[_chat_pb2.RoomInfo, _Mapping]]] = ...) -> None: ...
+
+class RoomMember(_message.Message):
+    __slots__ = ("player", "gateway", "session")
+    PLAYER_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    player: _chat_pb2.Player
+    gateway: str
+    session: int
+    def __init__(self, player: _Optional[_Union[_chat_pb2.Player, _Mapping]] = ..., gateway: _Optional[str] = ..., session: _Optional[int] = ...) -> None: ...
+
+class Operated(_message.Message):
+    __slots__ = ("request", "ok", "error", "message", "seq", "room_name", "members", "frames", "more", "count")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    ROOM_NAME_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    request: int
+    ok: bool
+    error: str
+    message: str
+    seq: int
+    room_name: str
+    members: _containers.RepeatedCompositeFieldContainer[RoomMember]
+    frames: _containers.RepeatedScalarFieldContainer[bytes]
+    more: bool
+    count: int
+    def __init__(self, request: _Optional[int] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., message: _Optional[str] = ..., seq: _Optional[int] = ..., room_name: _Optional[str] = ..., members: _Optional[_Iterable[_Union[RoomMember, _Mapping]]] = ..., frames: _Optional[_Iterable[bytes]] = ..., more: _Optional[bool] = ..., count: _Optional[int] = ...) -> None: ...

@@ -15,6 +15,7 @@ from typing import Any
 from chatcluster.common.storage import passwords
 from chatcluster.common.storage.dialects import Dialect, dialect_for
 from chatcluster.common.storage.pool import ConnectionPool
+from chatcluster.common.timefmt import until_text
 
 SCHEMA_VERSION = 3
 log = logging.getLogger("chatcluster.db")
@@ -22,6 +23,19 @@ log = logging.getLogger("chatcluster.db")
 
 class SchemaError(Exception):
     """The database holds a schema this version cannot use."""
+
+
+@dataclass(frozen=True)
+class Ban:
+    """An account's ban (the `bans` table): until when (0: until lifted), and why."""
+
+    account_id: int
+    until_us: int
+    reason: str
+
+    def refusal(self) -> str:
+        """What a refused login is told: until when, and the operator's reason."""
+        return f"this account is banned {until_text(self.until_us)}" + (f": {self.reason}" if self.reason else "")
 
 
 @dataclass(frozen=True)
@@ -217,6 +231,69 @@ class Database:
             row = cur.fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
+    # ---- bans (operators: gateway/operations.py) ------------------------------
+    def account_id(self, name: str) -> int | None:
+        """The id of the account with this name, or None."""
+        with self.pool.connection() as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT id FROM accounts WHERE name = ?", (name,))
+            row = cur.fetchone()
+        return int(row[0]) if row else None
+
+    def ban(self, account_id: int, until_us: int, reason: str) -> None:
+        """Ban an account until a time (0: until lifted), replacing a ban it had."""
+        with self.pool.connection() as conn:
+            cur = conn.cursor()
+            for _ in range(2):  # two operators banning the same account at once: the second updates
+                cur.execute("UPDATE bans SET until_us = ?, reason = ? WHERE account_id = ?",
+                            (until_us, reason, account_id))
+                if cur.rowcount:
+                    break
+                try:
+                    cur.execute("INSERT INTO bans (account_id, until_us, reason) VALUES (?, ?, ?)",
+                                (account_id, until_us, reason))
+                    break
+                except Exception as exc:
+                    if not self.dialect.is_unique_violation(exc):
+                        raise
+            self._commit(conn)
+
+    def unban(self, account_id: int) -> bool:
+        """Lift an account's ban; False if it had none (or only one that had ended)."""
+        now_us = time.time_ns() // 1000
+        with self.pool.connection() as conn:
+            cur = conn.cursor()
+            cur.execute("DELETE FROM bans WHERE account_id = ? AND (until_us = 0 OR until_us > ?)",
+                        (account_id, now_us))
+            lifted = cur.rowcount > 0
+            cur.execute("DELETE FROM bans WHERE account_id = ?", (account_id,))
+            self._commit(conn)
+        return lifted
+
+    def active_ban(self, account_id: int, now_us: int | None = None) -> Ban | None:
+        """The account's ban if it has one that has not ended."""
+        with self.pool.connection() as conn:
+            return self._active_ban(conn.cursor(), account_id, now_us)
+
+    def admit(self, account_id: int) -> Ban | None:
+        """The last step of a password login: the account's ban if one is on (the login is refused), else
+        the login is recorded; on one connection, so checking bans costs a login no extra step."""
+        with self.pool.connection() as conn:
+            cur = conn.cursor()
+            ban = self._active_ban(cur, account_id, None)
+            if ban is None:
+                cur.execute(f"UPDATE accounts SET last_login_at = {self.dialect.now} WHERE id = ?", (account_id,))
+                self._commit(conn)
+        return ban
+
+    @staticmethod
+    def _active_ban(cur: Any, account_id: int, now_us: int | None) -> Ban | None:
+        now_us = time.time_ns() // 1000 if now_us is None else now_us
+        cur.execute("SELECT until_us, reason FROM bans WHERE account_id = ? AND (until_us = 0 OR until_us > ?)",
+                    (account_id, now_us))
+        row = cur.fetchone()
+        return Ban(account_id, int(row[0]), row[1] or "") if row else None
+
 
 def _signed(value: int) -> int:
     """A client's uint64 as the signed BIGINT every backend has (two's complement)."""
@@ -262,7 +339,9 @@ def login_steps(db: Database, name: str, password: str, register: bool) -> Gener
     player_id, stored = row
     if not (yield (CPU, passwords.verify_password, (password, stored))):
         return LoginResult(False, message="wrong password")
-    yield (DB, db.touch_login, (player_id,))
+    ban = yield (DB, db.admit, (player_id,))  # after the password: only the account's owner learns of a ban
+    if ban is not None:
+        return LoginResult(False, message=ban.refusal())
     return LoginResult(True, player_id, "Login successful.")
 
 
