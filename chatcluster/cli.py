@@ -22,7 +22,7 @@ from chatcluster.common.config import (
     Limits,
     auto_shards,
 )
-from chatcluster.common.options import SHARDS
+from chatcluster.common.options import DURATION, SHARDS
 from chatcluster.loadtest.cli import bench
 
 
@@ -49,6 +49,12 @@ def main() -> None:
 @click.option("--allow-origin", "allow_origins", multiple=True, metavar="ORIGIN",
               help="a web page Origin (https://app.example.com) whose scripts may open /ws, besides the "
                    "server's own page; '*' allows any; repeatable")
+@click.option("--auth", type=click.Choice(["password", "token", "both"]), default="both", show_default=True,
+              help="which logins to take: names and passwords, signed tokens (--token-key), or both")
+@click.option("--token-key", "token_key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="token login's key file: the HS256 shared secret, or the RS256/ES256 public key (PEM)")
+@click.option("--token-alg", type=click.Choice(["HS256", "RS256", "ES256"]), default="HS256", show_default=True,
+              help="the one algorithm login tokens must be signed with")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=DEFAULT_DATA_DIR, show_default=True,
               help="database, logs and run files")
 @click.option("--db", "db_url", default=None, help="database URL [default: sqlite:///<data-dir>/chat.db]")
@@ -81,7 +87,8 @@ def main() -> None:
                    "replica of the first gateway entry, named after this host (a Kubernetes Deployment)")
 @click.option("-v", "--verbose", is_flag=True, help="log every request, not just lifecycle and errors")
 def up(shards: int, gateways: int, host: str, port: int, http_port: int, tls_cert: str | None, tls_key: str | None,
-       allow_origins: tuple[str, ...], data_dir: str, db_url: str | None, registration: str,
+       allow_origins: tuple[str, ...], auth: str, token_key: str | None, token_alg: str,
+       data_dir: str, db_url: str | None, registration: str,
        loop: str,
        zmq_bridge: str, writer: str, control_port: int | None, max_members: int, chat_log: bool,
        limit_items: tuple[str, ...],
@@ -103,6 +110,7 @@ def up(shards: int, gateways: int, host: str, port: int, http_port: int, tls_cer
                 shards=shards, gateways=gateways, host=host, port=port, http_port=http_port, data_dir=data_dir,
                 db_url=db_url, tls_cert=str(Path(tls_cert).resolve()) if tls_cert else "",
                 tls_key=str(Path(tls_key).resolve()) if tls_key else "", allow_origins=list(allow_origins),
+                auth=auth, token_key_file=str(Path(token_key).resolve()) if token_key else "", token_alg=token_alg,
                 control_port=control_port, registration=registration, loop=loop, zmq_bridge=zmq_bridge, writer=writer,
                 verbose=verbose, scrypt_n=scrypt_n, chat_log=chat_log, limits=_limits(max_members, limit_items),
             )
@@ -356,5 +364,41 @@ def history(room_id: int, last: int, data_dir: str, db_url: str | None, config_f
 
 
 # ---------------------------------------------------------------------------- bench (lives in loadtest/)
+# ---------------------------------------------------------------------------- tokens
+@main.command()
+@click.argument("sub")
+@click.option("--name", default="", help="the display name the token carries (default: SUB)")
+@click.option("--ttl", type=DURATION, default="1h", show_default=True, help="how long it is valid: 90s, 10m, 1h, 7d")
+@click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="the signing key: the HS256 secret, or the RS256/ES256 private key (PEM) "
+                   "[default: the cluster's token key, for HS256]")
+@click.option("--alg", type=click.Choice(["HS256", "RS256", "ES256"]), default=None,
+              help="[default: the cluster's token_alg]")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=DEFAULT_DATA_DIR, show_default=True)
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="cluster config file [default: <data-dir>/run/cluster.json]")
+def token(sub: str, name: str, ttl: float, key_file: str | None, alg: str | None, data_dir: str,
+          config_file: str | None) -> None:
+    """Print a login token for the application user SUB, signed with the cluster's key.
+
+    What an application's backend does for its signed-in users (docs/PROTOCOL.md, Token login), for
+    tests, tools and operators. The token is the only output, for use in a script.
+    """
+    from chatcluster.common.tokens import sign
+
+    path = Path(config_file) if config_file else Path(data_dir) / RUN_FILE
+    config = ClusterConfig.load(path) if path.exists() else None
+    alg = alg or (config.token_alg if config else "HS256")
+    key_file = key_file or (config.token_key_file if config else None)
+    if not key_file:
+        raise click.UsageError("no key: give --key, or run it where the cluster's config names a token key")
+    if alg != "HS256" and config is not None and key_file == config.token_key_file:
+        raise click.UsageError(f"{alg} tokens are signed with the private key: give it with --key")
+    try:
+        click.echo(sign(sub, Path(key_file).read_bytes(), alg, ttl, name))
+    except (ValueError, TypeError) as exc:
+        raise click.ClickException(f"cannot sign with {key_file} as {alg}: {exc}") from None
+
+
 main.add_command(bench)
 

@@ -77,6 +77,7 @@ class Limits:
     ws_handshake_timeout: float = 10.0  # seconds an HTTP connection has to finish its request / handshake
     ws_ping_interval: float = 20.0  # seconds of silence on a WebSocket before the server pings it ...
     ws_ping_timeout: float = 20.0   # ... and how long the pong may take before the connection is closed
+    token_leeway: float = 30.0      # seconds a login token's exp may lie behind our clock (clocks differ)
 
 
 @dataclass
@@ -129,6 +130,9 @@ class ClusterConfig:
     tls_cert: str = ""                  # PEM certificate chain: TLS on the client port and the HTTP port
     tls_key: str = ""                   # its PEM private key (a file path; the key itself is never in the config)
     allow_origins: list[str] = field(default_factory=list)  # WebSocket Origins besides the page's own; "*": any
+    auth: str = "both"                  # password | token | both: which logins the gateways take
+    token_key_file: str = ""            # token login's key: HS256 secret or RS256/ES256 public key (PEM), a path
+    token_alg: str = "HS256"            # HS256 | RS256 | ES256: the one algorithm tokens must be signed with
     limits: Limits = field(default_factory=Limits)
 
     # ---- derived places -------------------------------------------------
@@ -235,10 +239,21 @@ class ClusterConfig:
             raise ValueError("zmq_bridge must be auto, reader or thread")
         if self.writer not in ("auto", "thread", "loop"):
             raise ValueError("writer must be auto, thread or loop")
+        if self.auth not in ("password", "token", "both"):
+            raise ValueError("auth must be password, token or both")
+        if self.auth == "token" and not self.token_key_file:
+            raise ValueError("auth = token needs token_key_file")
+        if self.token_alg not in ("HS256", "RS256", "ES256"):
+            raise ValueError("token_alg must be HS256, RS256 or ES256")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("TLS needs both tls_cert and tls_key")
         if self.tls_cert and self.writer == "thread":
             raise ValueError("the writer thread sends plain bytes to the socket; with TLS use writer auto or loop")
+
+    @property
+    def auth_tokens(self) -> bool:
+        """Whether token logins are taken (a key is configured and auth allows them)."""
+        return bool(self.token_key_file) and self.auth != "password"
 
     @property
     def tls(self) -> bool:

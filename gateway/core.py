@@ -39,8 +39,17 @@ from chatcluster.common.frames import (
 )
 from chatcluster.common.storage import LoginResult
 from chatcluster.gateway.guard import TokenBucket
-from chatcluster.gateway.login import LoginGate, check_name
-from chatcluster.gateway.output import AllocateRoom, Close, Login, Outbox, Output, PauseReading, ResumeReading
+from chatcluster.gateway.login import LoginGate, TokenExpiries, check_name
+from chatcluster.gateway.output import (
+    AllocateRoom,
+    Close,
+    Login,
+    Outbox,
+    Output,
+    PauseReading,
+    ResumeReading,
+    TokenLogin,
+)
 from chatcluster.gateway.requests import (
     CreateRequest,
     HistoryRequest,
@@ -81,7 +90,7 @@ def _describe(request: object) -> str:
 
 class GatewayStats(Counters):
     __slots__ = (
-        "accepted", "closed", "frames_in", "logins", "login_failures", "replaced",
+        "accepted", "closed", "frames_in", "logins", "login_failures", "replaced", "tokens_expired",
         "protocol_errors", "bad_requests",
         "chats_in", "bcast_in", "deliveries", "frames_out", "errors_sent", "slow_consumers", "timeouts",
         "shard_errors", "undone", "rate_limited", "floods", "connections_refused",
@@ -95,12 +104,15 @@ class GatewayCore:
         shard_ids: list[int],
         limits: Limits | None = None,
         registration_open: bool = True,
+        auth: str = "password",
         clock: Callable[[], float] = time.monotonic,
         clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
         node: str = "gw0",
     ) -> None:
         self.limits = limits or Limits()
         self.registration_open = registration_open
+        self.auth = auth  # password | token | both (token and both need a token key in the adapter)
+        self.token_expiries = TokenExpiries()
         self.clock = clock
         self.clock_us = clock_us
         self.stats = GatewayStats()
@@ -239,8 +251,14 @@ class GatewayCore:
         return self.clock() + (self.limits.request_timeout if timeout is None else timeout)
 
     def _on_login(self, session: Session, req: chat_pb2.C_LOGIN_REQ) -> None:
+        if req.token:
+            self._on_token_login(session, req.token)
+            return
         if session.state is not State.CONNECTED:
             self.send(session, encode(chat_pb2.S_LOGIN_RES(success=False, message="already logged in")))
+            return
+        if self.auth == "token":
+            self._login_refused(session, "this server takes token logins only (C_LOGIN_REQ.token)")
             return
         problem = self.logins.refusal(req, session.address, self.clock())
         if problem is not None:
@@ -251,14 +269,40 @@ class GatewayCore:
         self.logins.started()
         self.outbox.effect(Login(request.id, req.name, req.password))
 
+    def _on_token_login(self, session: Session, token: str) -> None:
+        """A token login, or on a token-logged-in session a refresh of its expiry (PROTOCOL.md: Token login)."""
+        refresh = session.state is not State.CONNECTED
+        if self.auth == "password":
+            self._login_refused(session, "token login is not enabled on this server")
+            return
+        if refresh and not session.token_deadline:
+            self._login_refused(session, "already logged in")
+            return
+        problem = self.logins.token_refusal(token, session.address, self.clock())
+        if problem is not None:
+            self._login_refused(session, problem)
+            return
+        request = self.requests.add(LoginRequest(self.requests.next_id(), session, NEVER, refresh=refresh))
+        self.logins.started()
+        self.outbox.effect(TokenLogin(request.id, token))
+
+    def _login_refused(self, session: Session, message: str) -> None:
+        self.stats.login_failures += 1
+        self.send(session, encode(chat_pb2.S_LOGIN_RES(success=False, message=message)))
+
     def on_login_done(self, request_id: int, result: LoginResult | BaseException) -> None:
         request = self.requests.finish(request_id)
         if not isinstance(request, LoginRequest):
             raise KeyError(f"no login request {request_id}")  # a bug: every login is answered once
-        session, name = request.session, request.name
+        session = request.session
+        name = request.name or (result.name if isinstance(result, LoginResult) else "")
         ok = None if isinstance(result, BaseException) else result.ok
-        self.logins.done(name, session.address, ok, self.clock())
+        self.logins.done(request.name, session.address, ok, self.clock())
         if session.closed:
+            return
+        if request.refresh and isinstance(result, LoginResult) and result.ok:
+            self._refreshed(session, result)
+            self._pump(session)
             return
         if isinstance(result, BaseException):
             self.stats.login_failures += 1
@@ -272,9 +316,23 @@ class GatewayCore:
             self.send(session, encode(chat_pb2.S_LOGIN_RES(success=False, message=result.message)))
         else:
             self._bind(session, result.player_id, name)
+            if result.expires_in:
+                self._token_expires(session, result.expires_in)
             self.send(session, encode(chat_pb2.S_LOGIN_RES(success=True, player_id=result.player_id,
                                                            message=result.message, name=name)))
         self._pump(session)
+
+    def _refreshed(self, session: Session, result: LoginResult) -> None:
+        if result.player_id != session.player_id:
+            self._login_refused(session, "this token is for another account; log in on a new connection")
+            return
+        self._token_expires(session, result.expires_in)
+        self.send(session, encode(chat_pb2.S_LOGIN_RES(success=True, player_id=session.player_id,
+                                                       name=session.player.name, message="token refreshed")))
+
+    def _token_expires(self, session: Session, expires_in: float) -> None:
+        session.token_deadline = self.clock() + expires_in
+        self.token_expiries.add(session.token_deadline, session.id)
 
     def _bind(self, session: Session, player_id: int, name: str) -> None:
         previous = self.players.get(player_id)
@@ -559,6 +617,12 @@ class GatewayCore:
             self._drop(session, "login timeout")
         for request in self.requests.expired(now):
             self._expire(request)
+        for deadline, session_id in self.token_expiries.due(now):
+            session = self.sessions.get(session_id)
+            if session is not None and session.token_deadline == deadline and not session.closed:
+                self.stats.tokens_expired += 1
+                self.send_error(session, ErrorCode.AUTH_FAILED, "token expired")
+                self._drop(session, "token expired")
 
     def _expire(self, request: Request) -> None:
         if isinstance(request, ListRequest):

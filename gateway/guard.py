@@ -58,12 +58,12 @@ class LoginGuard:
 
     def wait(self, name: str, address: str, now: float) -> float:
         """Seconds until this name may try again from this address (0: go ahead)."""
-        waits = [record.locked_until - now for key in (("name", name), ("address", address))
+        waits = [record.locked_until - now for key in _keys(name, address)
                  if (record := self._records.get(key)) is not None]
         return max([0.0, *waits])
 
     def failed(self, name: str, address: str, now: float) -> None:
-        for key in (("name", name), ("address", address)):
+        for key in _keys(name, address):
             record = self._records.pop(key, None) or _Failures()
             record.count += 1
             over = record.count - self.free[key[0]]
@@ -75,3 +75,8 @@ class LoginGuard:
 
     def succeeded(self, name: str) -> None:
         self._records.pop(("name", name), None)
+
+
+def _keys(name: str, address: str) -> list[tuple[str, str]]:
+    """What a failure counts against: the name and the address; a token login has no name before it is checked."""
+    return [("name", name), ("address", address)] if name else [("address", address)]

@@ -7,9 +7,11 @@ password hash (off the loop).
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 from chatcluster.common.config import Limits
+from chatcluster.common.tokens import MAX_TOKEN
 from chatcluster.gateway.guard import LoginGuard
 from chatcluster.proto import chat_pb2
 
@@ -50,6 +52,18 @@ class LoginGate:
             problem = "the server is busy with other logins; try again in a moment"
         return problem
 
+    def token_refusal(self, token: str, address: str, now: float) -> str | None:
+        """Why this token login is refused before any work, or None to go ahead."""
+        if len(token) > MAX_TOKEN:  # refused unparsed, whatever it holds
+            return f"token longer than {MAX_TOKEN} bytes"
+        if (wait := self.guard.wait("", address, now)) > 0:
+            self.stats.login_throttled += 1
+            return f"too many failed logins; try again in {wait:.0f} s"
+        if self.in_flight >= self.limits.max_logins_in_flight:
+            self.stats.logins_refused_busy += 1
+            return "the server is busy with other logins; try again in a moment"
+        return None
+
     def started(self) -> None:
         self.in_flight += 1
 
@@ -60,3 +74,24 @@ class LoginGate:
             self.guard.succeeded(name)
         elif ok is False:
             self.guard.failed(name, address, now)
+
+
+class TokenExpiries:
+    """When each token-logged-in session's token runs out, soonest first.
+
+    A refresh pushes the new deadline; the old entry is recognised as stale
+    when it comes up (the session's deadline moved on), so nothing is searched.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int]] = []
+
+    def add(self, deadline: float, session_id: int) -> None:
+        heapq.heappush(self._heap, (deadline, session_id))
+
+    def due(self, now: float) -> list[tuple[float, int]]:
+        """(deadline, session id) of every entry whose deadline has passed."""
+        due = []
+        while self._heap and self._heap[0][0] <= now:
+            due.append(heapq.heappop(self._heap))
+        return due

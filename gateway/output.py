@@ -61,6 +61,14 @@ class Login:
 
 
 @dataclass(slots=True, frozen=True)
+class TokenLogin:
+    """Check a login token off the loop (common/tokens.py); answer with GatewayCore.on_login_done."""
+
+    request: int
+    token: str = field(repr=False)  # a credential: never in a log line or a traceback
+
+
+@dataclass(slots=True, frozen=True)
 class AllocateRoom:
     """Get a new room id from the database off the loop; answer with GatewayCore.on_room_allocated."""
 

@@ -27,6 +27,7 @@ class Request:
 @dataclass(slots=True, eq=False)
 class LoginRequest(Request):
     name: str = ""
+    refresh: bool = False  # a token login on a logged-in session: only its expiry may change
 
 
 @dataclass(slots=True, eq=False)

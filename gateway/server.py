@@ -25,12 +25,22 @@ from chatcluster.common.config import ClusterConfig
 from chatcluster.common.control import ControlServer, Snapshot
 from chatcluster.common.counters import Counters
 from chatcluster.common.errors import StartupError
-from chatcluster.common.storage import CPU, DB, Database, drive_steps, login_steps
+from chatcluster.common.histogram import LOOP_SECONDS, WAIT_SECONDS, Histogram
+from chatcluster.common.storage import CPU, DB, Database, drive_steps, login_steps, token_login_steps
+from chatcluster.common.tokens import TokenKey
 from chatcluster.common.zmqbridge import Links, open_links
 from chatcluster.gateway import outlets
 from chatcluster.gateway.core import GatewayCore
 from chatcluster.gateway.outlets import Writer
-from chatcluster.gateway.output import AllocateRoom, Close, Effect, Login, PauseReading, ResumeReading
+from chatcluster.gateway.output import (
+    AllocateRoom,
+    Close,
+    Effect,
+    Login,
+    PauseReading,
+    ResumeReading,
+    TokenLogin,
+)
 from chatcluster.gateway.session import Session, State
 from chatcluster.gateway.websocket import ChatSink, WebEndpoint
 
@@ -72,7 +82,10 @@ def loop_name(loop: asyncio.AbstractEventLoop) -> str:
 
 
 class OffloadTimer:
-    """Work handed to a thread pool: how long it queued for a thread, how long it ran (from any thread)."""
+    """Work handed to a thread pool: how long it queued for a thread, how long it ran (from any thread).
+
+    The pool's threads record concurrently, hence the lock (the histograms have none of their own).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -80,6 +93,8 @@ class OffloadTimer:
         self.queued_total = 0.0
         self.queued_max = 0.0
         self.run_total = 0.0
+        self.queued = Histogram(WAIT_SECONDS)
+        self.ran = Histogram(WAIT_SECONDS)
 
     def record(self, queued: float, ran: float) -> None:
         with self._lock:
@@ -87,11 +102,14 @@ class OffloadTimer:
             self.queued_total += queued
             self.queued_max = max(self.queued_max, queued)
             self.run_total += ran
+            self.queued.observe(queued)
+            self.ran.observe(ran)
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, object]:
         jobs = self.jobs or 1
         return {"jobs": self.jobs, "queue_wait_avg_ms": self.queued_total / jobs * 1000,
-                "queue_wait_max_ms": self.queued_max * 1000, "run_avg_ms": self.run_total / jobs * 1000}
+                "queue_wait_max_ms": self.queued_max * 1000, "run_avg_ms": self.run_total / jobs * 1000,
+                "queue_wait_seconds": self.queued.as_dict(), "run_seconds": self.ran.as_dict()}
 
 
 def open_writer(mode: str, loop: asyncio.AbstractEventLoop) -> Writer | None:
@@ -167,8 +185,9 @@ class GatewayServer:
         self.cpu_executor = cpu_executor  # password hashing: one thread per core
         node = node or f"gw{gateway_id}"  # the ZeroMQ identity shards know this gateway by
         self.node = node
+        self.token_key = token_key(config)
         self.core = GatewayCore(config.shard_ids, config.limits, registration_open=config.registration == "open",
-                                node=node)
+                                auth=config.auth if self.token_key is not None else "password", node=node)
         self.links: Links = open_links(loop, config.zmq_bridge, node.encode(),
                                        [s.endpoint for s in config.shards], self._on_shard_batch)
         self.writer = open_writer(config.writer, loop)
@@ -178,6 +197,10 @@ class GatewayServer:
         self.offload_timers = {DB: OffloadTimer(), CPU: OffloadTimer()}
         self.lag_max_ms = 0.0     # since start
         self.lag_window_ms = 0.0  # since the last published figures
+        # Distributions for /metrics, recorded on the loop (one bucket increment each; common/histogram.py).
+        self.flush_seconds = Histogram(LOOP_SECONDS)
+        self.lag_seconds = Histogram(LOOP_SECONDS)
+        self.login_seconds = Histogram(WAIT_SECONDS)
         self.send_buffer_peak = 0
         self.send_buffer_peak_sessions = 0
         self.snapshot = Snapshot()
@@ -211,6 +234,7 @@ class GatewayServer:
     # ---- the once-per-pass flush ------------------------------------------------------
     def flush(self) -> None:
         """Carry out everything the core queued: envelopes, then writes, then effects (closes last)."""
+        started = time.perf_counter()
         self.flush_scheduled = False
         output = self.core.take_output()
         for shard, data in output.envelopes:
@@ -221,6 +245,7 @@ class GatewayServer:
         for effect in output.effects:
             self._carry_out(effect)
         self.poke()  # what came in meanwhile (mid-pass answers, effects) goes out next pass
+        self.flush_seconds.observe(time.perf_counter() - started)
 
     def _write(self, sessions: list[Session]) -> None:
         """One write per session; meanwhile, what the shards answered reaches the sessions not yet written."""
@@ -271,6 +296,10 @@ class GatewayServer:
                 effect.session.transport.resume_reading()
         elif type(effect) is Login:
             steps = login_steps(self.db, effect.name, effect.password, self.core.registration_open)
+            request = effect.request
+            drive_steps(steps, self._run_step, lambda result: self._answer(self.core.on_login_done, request, result))
+        elif type(effect) is TokenLogin:
+            steps = token_login_steps(self.db, self.token_key, effect.token)
             request = effect.request
             drive_steps(steps, self._run_step, lambda result: self._answer(self.core.on_login_done, request, result))
         elif type(effect) is AllocateRoom:
@@ -380,6 +409,9 @@ class GatewayServer:
             "hash_threads": self.offload_timers[CPU].as_dict(),
             "loop_lag_ms": lag_window,
             "loop_lag_max_ms": self.lag_max_ms,
+            "loop_lag_seconds": self.lag_seconds.as_dict(),
+            "flush_seconds": self.flush_seconds.as_dict(),
+            "login_seconds": self.login_seconds.as_dict(),
             "zmq": self.links.stats.as_dict(),
             "http_listen": f"{self.spec.host}:{self.spec.http_port}" if self.spec.http_port else "",
             "tls": self.config.tls,
@@ -398,7 +430,9 @@ class GatewayServer:
             expected = time.monotonic() + LAG_PROBE
             await asyncio.sleep(LAG_PROBE)
             now = time.monotonic()
-            lag = max(0.0, now - expected) * 1000
+            late = max(0.0, now - expected)
+            self.lag_seconds.observe(late)
+            lag = late * 1000
             self.lag_max_ms = max(self.lag_max_ms, lag)
             self.lag_window_ms = max(self.lag_window_ms, lag)
             if now >= next_tick:
@@ -498,6 +532,17 @@ async def serve(config: ClusterConfig, gateway_id: int, node: str = "") -> None:
         db_executor.shutdown(wait=False, cancel_futures=True)
         cpu_executor.shutdown(wait=False, cancel_futures=True)
         db.close()
+
+
+def token_key(config: ClusterConfig) -> TokenKey | None:
+    """The key token logins are checked with, read once at start; None where token login is off."""
+    if not config.auth_tokens:
+        return None
+    try:
+        return TokenKey.from_file(config.token_key_file, config.token_alg, config.limits.token_leeway)
+    except (OSError, ValueError) as exc:
+        raise StartupError(f"cannot use the token key {config.token_key_file} ({config.token_alg}): "
+                           f"{getattr(exc, 'strerror', None) or exc}") from exc
 
 
 def tls_context(config: ClusterConfig) -> ssl.SSLContext | None:

@@ -35,6 +35,7 @@ class Session:
     __slots__ = (
         "id", "state", "player", "room_id", "room_shard", "pending", "decoder",
         "out", "dirty", "paused", "transport", "outlet", "peer", "address", "bucket", "refused_streak",
+        "token_deadline",
     )
 
     def __init__(self, session_id: int, decoder: FrameDecoder, transport: Any = None, peer: str = "") -> None:
@@ -54,6 +55,7 @@ class Session:
         self.address = peer.rsplit(":", 1)[0]  # the client's host, for per-address login limits
         self.bucket: TokenBucket | None = None  # the request rate limit, from login on
         self.refused_streak = 0  # requests refused for rate in a row (a flood is dropped)
+        self.token_deadline = 0.0  # a token login's expiry on the core's clock (0: no token)
 
     # ---- queries ----------------------------------------------------------
     @property

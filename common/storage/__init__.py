@@ -10,8 +10,10 @@ from chatcluster.common.storage.database import (
     login_steps,
     open_database,
     run_steps,
+    token_login_steps,
 )
 
 __all__ = [
     "CPU", "DB", "Database", "LoginResult", "SchemaError", "drive_steps", "login_steps", "open_database", "run_steps",
+    "token_login_steps",
 ]

@@ -6,6 +6,7 @@ shards' thread pools); none may be called on an event loop.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Generator
@@ -16,6 +17,7 @@ from chatcluster.common.storage import passwords
 from chatcluster.common.storage.dialects import Dialect, dialect_for
 from chatcluster.common.storage.pool import ConnectionPool
 from chatcluster.common.timefmt import until_text
+from chatcluster.common.tokens import TokenError, TokenKey
 
 SCHEMA_VERSION = 3
 log = logging.getLogger("chatcluster.db")
@@ -44,6 +46,8 @@ class LoginResult:
     player_id: int = 0
     message: str = ""
     registered: bool = False
+    name: str = ""            # the account's name, where the login did not say it (a token login)
+    expires_in: float = 0.0   # a token login: seconds until the token expires (0: never, a password login)
 
 
 class Database:
@@ -131,6 +135,36 @@ class Database:
             cur.execute("SELECT id, password_hash FROM accounts WHERE name = ?", (name,))
             row = cur.fetchone()
         return (int(row[0]), str(row[1])) if row else None
+
+    def token_account(self, sub: str, wanted_name: str) -> tuple[int, str, bool]:
+        """(id, name, created) of the account of a token's sub, created on its first login.
+
+        Token accounts have no password (an empty hash never verifies). Names
+        are unique: where the wanted one is taken, the new account's name gets
+        a suffix made from its sub, so the same user always gets the same name.
+        """
+        for _ in range(2):
+            with self.pool.connection() as conn:
+                cur = conn.cursor()
+                cur.execute("SELECT id, name FROM accounts WHERE sub = ?", (sub,))
+                row = cur.fetchone()
+            if row:
+                return int(row[0]), str(row[1]), False
+            name = account_name(wanted_name, sub)
+            for candidate in (name, f"{name[:23]}-{hashlib.sha256(sub.encode()).hexdigest()[:8]}"):
+                try:
+                    with self.pool.connection() as conn:
+                        cur = conn.cursor()
+                        player_id = self.dialect.insert_returning_id(
+                            cur, "INSERT INTO accounts (name, password_hash, sub, last_login_at) "
+                                 f"VALUES (?, '', ?, {self.dialect.now})", (candidate, sub))
+                        self._commit(conn)
+                    return player_id, candidate, True
+                except Exception as exc:
+                    if not self.dialect.is_unique_violation(exc):
+                        raise
+            # both names taken, or the same sub created a moment ago: look again
+        raise RuntimeError("no account could be found or made for this token's sub")
 
     def create_account(self, name: str, password_hash: str) -> int | None:
         """The new account's id, or None if the name was taken a moment ago."""
@@ -343,6 +377,29 @@ def login_steps(db: Database, name: str, password: str, register: bool) -> Gener
     if ban is not None:
         return LoginResult(False, message=ban.refusal())
     return LoginResult(True, player_id, "Login successful.")
+
+
+def token_login_steps(db: Database, key: TokenKey, token: str) -> Generator[Step, Any, LoginResult]:
+    """A token login as steps: the signature on a CPU thread, the account (found or made) on a database one."""
+    try:
+        claims = yield (CPU, key.verify, (token,))
+    except TokenError as exc:
+        return LoginResult(False, message=str(exc))
+    player_id, name, created = yield (DB, db.token_account, (claims.sub, claims.name or claims.sub))
+    if not created:
+        ban = yield (DB, db.admit, (player_id,))  # bans hold for token accounts as for any other
+        if ban is not None:
+            return LoginResult(False, message=ban.refusal())
+    return LoginResult(True, player_id, "Login successful." + (" New account created." if created else ""),
+                       registered=created, name=name, expires_in=claims.expires_in)
+
+
+def account_name(wanted: str, sub: str) -> str:
+    """A usable player name (printable, no surrounding spaces, 32 bytes at most) from a token's name or sub."""
+    name = "".join(ch for ch in wanted if ch.isprintable()).strip()
+    while len(name.encode()) > 32:
+        name = name[:-1].rstrip()
+    return name or f"user-{hashlib.sha256(sub.encode()).hexdigest()[:8]}"
 
 
 def drive_steps(steps: Generator[Step, Any, LoginResult], run: Callable[[str, Callable[..., Any], tuple,

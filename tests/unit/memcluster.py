@@ -15,9 +15,9 @@ from pathlib import Path
 from chatcluster.common.config import Limits
 from chatcluster.common.envelope import iter_items
 from chatcluster.common.frames import MAX_FRAME, SERVER_IDS, FrameDecoder, decode_body, encode
-from chatcluster.common.storage import Database
+from chatcluster.common.storage import Database, run_steps, token_login_steps
 from chatcluster.gateway.core import GatewayCore
-from chatcluster.gateway.output import AllocateRoom, Close, Effect, Login, PauseReading, ResumeReading
+from chatcluster.gateway.output import AllocateRoom, Close, Effect, Login, PauseReading, ResumeReading, TokenLogin
 from chatcluster.gateway.session import Session
 from chatcluster.proto import chat_pb2
 from chatcluster.shards.rooms import Outbox, RoomBook
@@ -110,6 +110,10 @@ class Gateway:
             name, password = effect.name, effect.password
             cluster.db_jobs.append((core.on_login_done, effect.request,
                                     lambda: cluster.db.login(name, password, core.registration_open)))
+        elif isinstance(effect, TokenLogin):
+            token = effect.token
+            cluster.db_jobs.append((core.on_login_done, effect.request,
+                                    lambda: run_steps(token_login_steps(cluster.db, cluster.token_key, token))))
         elif isinstance(effect, AllocateRoom):
             name, creator = effect.name, effect.creator_id
             cluster.db_jobs.append((core.on_room_allocated, effect.request,
@@ -130,6 +134,7 @@ class MemCluster:
         self.db_jobs: deque = deque()
         self.gateways: list[Gateway] = []
         self.db_down = False
+        self.token_key = None  # a common.tokens.TokenKey, for gateways that take token logins
 
     def gateway(self, **core_options) -> Gateway:
         gw = Gateway(self, b"gw%d" % len(self.gateways), **core_options)
