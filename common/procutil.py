@@ -12,6 +12,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from chatcluster.common.histogram import LOOP_SECONDS, Histogram
+
 PR_SET_PDEATHSIG = 1
 
 
@@ -117,7 +119,10 @@ class GcWatch:
     latency is where its pauses show, so each process counts them. Pauses
     before serving() (imports, the deliberate collection before gc.freeze())
     are summed apart, in `start_up_ms`, so that `pause_max_ms` on an idle
-    process is not its own start-up collection.
+    process is not its own start-up collection. The serving pauses also go
+    into a histogram (`pause_seconds`), the form /metrics exports: a tail that
+    adds up across processes. Collections never overlap, so this callback is
+    its only writer whichever thread triggered it.
     """
 
     def __init__(self) -> None:
@@ -125,6 +130,7 @@ class GcWatch:
         self.pauses = 0
         self.pause_total = 0.0
         self.pause_max = 0.0
+        self.pause_histogram = Histogram(LOOP_SECONDS)
         self.start_up = 0.0
         self._serving = False
         self._started = 0.0
@@ -145,11 +151,12 @@ class GcWatch:
         self.pauses += 1
         self.pause_total += pause
         self.pause_max = max(self.pause_max, pause)
+        self.pause_histogram.observe(pause)
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, object]:
         return {"collections": sum(self.collections), "gen2": self.collections[2], "pauses": self.pauses,
                 "pause_total_ms": self.pause_total * 1000, "pause_max_ms": self.pause_max * 1000,
-                "start_up_ms": self.start_up * 1000}
+                "start_up_ms": self.start_up * 1000, "pause_seconds": self.pause_histogram.as_dict()}
 
 
 class ProcessFigures:

@@ -27,6 +27,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from chatcluster.common.histogram import WAIT_SECONDS, Histogram
 from chatcluster.common.storage import Database
 
 log = logging.getLogger("chatcluster.chatlog")
@@ -119,6 +120,7 @@ class ChatLog:
         self.db_dropped = 0
         self.backlog_peak = 0
         self.last_batch_ms = 0.0
+        self.write_seconds = Histogram(WAIT_SECONDS)  # each successful database batch (writer thread only)
         self.last_error = ""
         self.db_down_since: float | None = None
         self._thread = threading.Thread(target=self._run, name="chatlog", daemon=True)
@@ -156,6 +158,7 @@ class ChatLog:
             "db_errors": self.db_errors,
             "db_down_s": (time.monotonic() - self.db_down_since) if self.db_down_since is not None else 0.0,
             "last_batch_ms": self.last_batch_ms,
+            "write_seconds": self.write_seconds.as_dict(),
             "last_error": self.last_error,
             "db_pool": self.db.pool.stats() if self.db is not None else None,
         }
@@ -237,7 +240,9 @@ class ChatLog:
             except Exception as exc:  # noqa: BLE001 - any failure: keep the rows, retry later
                 self._failed(exc)
                 continue
-            self.last_batch_ms = (time.perf_counter() - started) * 1000
+            took = time.perf_counter() - started
+            self.last_batch_ms = took * 1000
+            self.write_seconds.observe(took)
             for _ in batch:
                 self._pending.popleft()
             self.db_rows += len(batch)

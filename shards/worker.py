@@ -24,6 +24,7 @@ from chatcluster.common.config import ClusterConfig
 from chatcluster.common.control import ControlServer, Snapshot
 from chatcluster.common.counters import Counters
 from chatcluster.common.errors import StartupError
+from chatcluster.common.histogram import LOOP_SECONDS, Histogram
 from chatcluster.common.storage import Database
 from chatcluster.common.zmqbridge import HWM, LinkStats, SendQueue
 from chatcluster.shards.chatlog import ChatLog, RotatingLines
@@ -35,6 +36,7 @@ log = logging.getLogger("chatcluster.shard")
 
 DRAIN_BUDGET = 512
 STATUS_ROOM_IDS = 1000  # room ids listed in /status (enough to see who owns what)
+BATCH_ENVELOPES = tuple(float(2 ** k) for k in range(15))  # envelopes per wake-up: 1 .. 16384
 
 
 
@@ -82,6 +84,9 @@ class ShardWorker:
         self.figures = procutil.ProcessFigures()
         self.stats = WorkerStats()  # ZeroMQ out: self.links
         self.jobs_peak = 0
+        # Distributions for /metrics, one bucket increment per wake-up (common/histogram.py).
+        self.batch_seconds = Histogram(LOOP_SECONDS)
+        self.batch_envelopes = Histogram(BATCH_ENVELOPES)
 
     def stop(self) -> None:
         self.stopping = True
@@ -168,6 +173,7 @@ class ShardWorker:
         ZeroMQ hands over a message's parts together, so once its first part
         is here the rest is too; a ROUTER message has at least two.
         """
+        started = time.perf_counter()
         shard, outbox, peers = self.shard, self.outbox, self.shard.peers
         recv, getsockopt = router.recv, router.getsockopt
         handled = 0
@@ -188,6 +194,8 @@ class ShardWorker:
         self.stats.envelopes += handled
         self.jobs_peak = max(self.jobs_peak, handled)
         self._send_out()
+        self.batch_seconds.observe(time.perf_counter() - started)
+        self.batch_envelopes.observe(handled)
 
     def _reads_done(self, reader: Reader) -> None:
         """Take in the chat log's answers: the pages and restores that waited for them go out now."""
@@ -250,9 +258,11 @@ class ShardWorker:
             "rooms_closed": book.rooms_closed,
             "zmq_in": self.stats.zmq_in,
             "wakeups": self.stats.wakeups,
-            "zmq": self.links.as_dict(),
+            "zmq": {**self.links.as_dict(), "received": self.stats.zmq_in},  # the shard counts its receives
             "envelopes": self.stats.envelopes,
             "jobs_peak": self.jobs_peak,
+            "batch_seconds": self.batch_seconds.as_dict(),
+            "batch_envelopes": self.batch_envelopes.as_dict(),
             "bad_batches": self.shard.bad_batches + self.stats.foreign,
             "bad_envelopes": self.shard.bad_envelopes,
             "zmq_unroutable": self.stats.unroutable,

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
+from chatcluster.common.histogram import WAIT_SECONDS, Histogram
+
 
 class PoolTimeout(Exception):
     """No connection became free in time."""
@@ -48,6 +50,7 @@ class ConnectionPool:
         self.waiting = 0  # callers blocked for a connection right now
         self.wait_total = 0.0
         self.wait_max = 0.0
+        self.acquire_wait = Histogram(WAIT_SECONDS)  # every acquisition's wait (0 when one was free); under _cond
         self.queries = 0
         self.errors = 0
         self.reconnects = 0
@@ -101,6 +104,9 @@ class ConnectionPool:
                 self.waits += 1
                 self.wait_total += elapsed
                 self.wait_max = max(self.wait_max, elapsed)
+                self.acquire_wait.observe(elapsed)
+            else:
+                self.acquire_wait.observe(0.0)
         if conn is None:
             try:
                 conn = self._connect()
@@ -153,6 +159,7 @@ class ConnectionPool:
             "waiting": self.waiting,
             "acquire_wait_avg_ms": (self.wait_total / self.waits * 1000) if self.waits else 0.0,
             "acquire_wait_max_ms": self.wait_max * 1000,
+            "acquire_wait_seconds": self.acquire_wait.as_dict(),
             "queries": self.queries,
             "errors": self.errors,
             "reconnects": self.reconnects,
