@@ -296,18 +296,26 @@ class GatewayServer:
                 effect.session.transport.resume_reading()
         elif type(effect) is Login:
             steps = login_steps(self.db, effect.name, effect.password, self.core.registration_open)
-            request = effect.request
-            drive_steps(steps, self._run_step, lambda result: self._answer(self.core.on_login_done, request, result))
+            drive_steps(steps, self._run_step, self._login_answer(effect.request))
         elif type(effect) is TokenLogin:
             steps = token_login_steps(self.db, self.token_key, effect.token)
-            request = effect.request
-            drive_steps(steps, self._run_step, lambda result: self._answer(self.core.on_login_done, request, result))
+            drive_steps(steps, self._run_step, self._login_answer(effect.request))
         elif type(effect) is AllocateRoom:
             request = effect.request
             future = self._offload(DB, self.db.allocate_room, effect.name, effect.creator_id)
             future.add_done_callback(lambda f: self._answer(self.core.on_room_allocated, request, _outcome(f)))
         else:
             raise TypeError(f"unknown effect {effect!r}")
+
+    def _login_answer(self, request: int) -> Callable[[object], None]:
+        """What a login's outcome is handed to (on the loop): the core, and the login's duration to its histogram."""
+        started = time.perf_counter()
+
+        def answer(result: object) -> None:
+            self.login_seconds.observe(time.perf_counter() - started)
+            self._answer(self.core.on_login_done, request, result)
+
+        return answer
 
     def _answer(self, method: Callable[[int, object], None], request: int, result: object) -> None:
         method(request, result)
