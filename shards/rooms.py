@@ -39,12 +39,16 @@ from chatcluster.common.envelope import Batch, Kind, pack_deliver
 from chatcluster.common.frames import MAX_FRAME, ErrorCode, encode, error_frame
 from chatcluster.proto import chat_pb2, cluster_pb2
 from chatcluster.shards.history import BadResume, History, Ring, new_epoch, replay_for_join
+from chatcluster.shards.mutes import Mutes
 from chatcluster.shards.store import Page, PageRead, Read, RestoreRead, Tail
 
 log = logging.getLogger("chatcluster.shard")
 
 #: A room list never carries more than this many rooms per shard (a client frame holds fewer).
 LIST_CAP = 8192
+
+#: The sender of operators' system messages (PROTOCOL.md, "Operators' words"): no account has id 0.
+SYSTEM = chat_pb2.Player(player_id=0, name="system")
 
 MemberKey = tuple[bytes, int]
 
@@ -116,6 +120,11 @@ class Outbox:
         msg = cluster_pb2.Reply(request=request, session=session, ok=ok, room_id=room_id, frame=frame, **flags)
         self.add(gateway, Kind.REPLY, msg.SerializeToString())
 
+    def operated(self, gateway: bytes, request: int, ok: bool = True, **fields: object) -> None:
+        """The answer to an operator's action (Operated): ok with its figures, or error= and message=."""
+        msg = cluster_pb2.Operated(request=request, ok=ok, **fields)
+        self.add(gateway, Kind.OPERATED, msg.SerializeToString())
+
     def take(self) -> list[tuple[bytes, bytes]]:
         """(gateway, batch bytes) for every gateway with something to send; empties the outbox."""
         out = [(gateway, batch.take()) for gateway, batch in self.batches.items() if batch]
@@ -143,6 +152,7 @@ class RoomBook:
         self.resting: dict[int, Room] = {}    # emptied rooms within their grace, oldest first
         self.where: dict[MemberKey, int] = {}  # session -> the room it is in here
         self.history = History(self.limits)
+        self.mutes = Mutes()                  # operators' mutes of the rooms here (and everywhere)
         self.started_us = clock_us()
         self.reads: list[Read] = []           # for the driver to run off the loop; answered by read_done()
         self._waiting_reads: dict[int, tuple[Callable[..., None], tuple]] = {}
@@ -162,6 +172,8 @@ class RoomBook:
         self.resent = 0            # idempotent resends answered with the original
         self.pages = 0
         self.pages_from_db = 0
+        self.published = 0         # operators' system messages
+        self.kicked = 0            # members operators removed
         self._silenced: bytes | None = None  # a gateway being dropped: no notices go to it
         self.verbose = log.isEnabledFor(logging.DEBUG)
 
@@ -300,6 +312,11 @@ class RoomBook:
                 self.resent += 1
                 out.reply(gateway, 0, session, True, room_id, original[1])
                 return
+        if self.mutes.by_player:  # one truth test per chat while nobody is muted
+            muted = self.mutes.refusal(member.player.player_id, room_id, self.clock_us())
+            if muted is not None:
+                self._refuse_chat(gateway, room_id, session, out, ErrorCode.MUTED, muted)
+                return
         text = req.text
         if not text:
             self._refuse_chat(gateway, room_id, session, out, ErrorCode.BAD_REQUEST, "empty text")
@@ -422,6 +439,139 @@ class RoomBook:
             del self.resting[room.room_id]
             self._close(room)
         return len(gone)
+
+    # ---- operators (gateway/operations.py sends these; docs/API.md) ----------------
+    def _open_room(self, handler: Callable[..., None], gateway: bytes, msg: cluster_pb2.Operate,
+                   out: Outbox) -> Room | None:
+        """The open room an operator's action is about; None if it was answered already (or held until the
+        room's restore is done, like a client's request)."""
+        room = self.rooms.get(msg.room_id)
+        if room is None:
+            out.operated(gateway, msg.request, False, error="not_found", message=f"no open room {msg.room_id}")
+            return None
+        if room.restoring:
+            room.waiting.append((handler, gateway, msg))
+            return None
+        return room
+
+    def publish(self, gateway: bytes, msg: cluster_pb2.Operate, out: Outbox) -> None:
+        """A system message: sender id 0, the room's next seq, to every member on every gateway, kept in
+        history and the chat log like any chat (so a resume or a page replays it too)."""
+        room = self._open_room(self.publish, gateway, msg, out)
+        if room is None:
+            return
+        text, max_text = msg.text, self.limits.max_text
+        if not text or len(text.encode("utf-8")) > max_text:
+            out.operated(gateway, msg.request, False, error="bad_request",
+                         message=f"text must be 1 to {max_text} bytes of UTF-8")
+            return
+        room_id = room.room_id
+        seq = room.seq = room.seq + 1
+        now = self.clock_us()
+        frame = encode(chat_pb2.S_ROOM_CHAT_NTF(room_id=room_id, sender=SYSTEM, text=text, seq=seq,
+                                                server_time_us=now))
+        self._broadcast(room, frame, out, seq=seq)
+        self.history.append(room.ring, seq, frame, now)
+        self.published += 1
+        if self.on_chat is not None:
+            self.on_chat(room_id, seq, 0, text, now, 0, 0)
+        log.info("%soperator: system message seq=%d members=%d", logs.ctx(room=room_id), seq, len(room.members))
+        out.operated(gateway, msg.request, seq=seq)
+
+    def describe(self, gateway: bytes, msg: cluster_pb2.Operate, out: Outbox) -> None:
+        """An open room's name, newest seq, and members with the gateway that holds each."""
+        room = self._open_room(self.describe, gateway, msg, out)
+        if room is None:
+            return
+        members = [cluster_pb2.RoomMember(player=m.player, gateway=m.gateway.decode(errors="replace"),
+                                          session=m.session) for m in room.members.values()]
+        out.operated(gateway, msg.request, seq=room.seq, room_name=room.name, members=members)
+
+    def kick(self, gateway: bytes, msg: cluster_pb2.Operate, out: Outbox) -> None:
+        """Take a player out of a room: the others see it leave, its gateway is told to send it back to the
+        lobby with S_ERROR KICKED (msg.reason is that error's message)."""
+        room = self._open_room(self.kick, gateway, msg, out)
+        if room is None:
+            return
+        targets = [m for m in room.members.values() if m.player.player_id == msg.player_id]
+        if not targets:
+            out.operated(gateway, msg.request, False, error="not_found",
+                         message=f"player {msg.player_id} is not in room {room.room_id}")
+            return
+        for member in targets:
+            self._leave_current(member.key, out)  # the others get S_LEAVE_ROOM_NTF; the room may rest now
+            kick = cluster_pb2.Kick(player_id=msg.player_id, session=member.session, code=ErrorCode.KICKED,
+                                    reason=msg.reason, room_id=room.room_id)
+            out.add(member.gateway, Kind.KICK, kick.SerializeToString())
+        self.kicked += len(targets)
+        log.info("%soperator: kicked from the room (%d session(s))", logs.ctx(player=msg.player_id, room=room.room_id),
+                 len(targets))
+        out.operated(gateway, msg.request, count=len(targets))
+
+    def recent(self, gateway: bytes, msg: cluster_pb2.Operate, out: Outbox) -> None:
+        """A room's messages for an operator: after since_seq (or the newest), at most `limit`, oldest first.
+
+        What the room keeps comes from memory; what is older, or a room that is
+        no longer open, comes from the chat log.
+        """
+        room = self.rooms.get(msg.room_id) or self.resting.get(msg.room_id)
+        if room is not None and room.restoring:
+            room.waiting.append((self.recent, gateway, msg))
+            return
+        limit, since = max(1, msg.limit), msg.since_seq
+        if room is None:
+            if not self.can_read:
+                out.operated(gateway, msg.request, False, error="not_found",
+                             message=f"no open room {msg.room_id}, and no chat log to read")
+                return
+            before = since + limit + 1 if since else 2**63 - 1
+            self._read(PageRead(next(self._tokens), msg.room_id, before, limit), self._recent_read, gateway, msg,
+                       [], 0)
+            return
+        head = room.seq
+        low, high = (since + 1, min(head, since + limit)) if since else (max(1, head - limit + 1), head)
+        if high < low:
+            out.operated(gateway, msg.request, seq=head, more=False)
+            return
+        ring = room.ring
+        kept = ring.between(low, high)
+        first_kept = max(low, ring.oldest) if kept else high + 1
+        entries = [(first_kept + i, f) for i, f in enumerate(kept)]
+        if first_kept <= low or not self.can_read:
+            self._answer_recent(gateway, msg, entries, head, out)
+            return
+        read = PageRead(next(self._tokens), room.room_id, first_kept, first_kept - low)
+        self._read(read, self._recent_read, gateway, msg, entries, head)
+
+    def _recent_read(self, result: object, gateway: bytes, msg: cluster_pb2.Operate,
+                     kept: list[tuple[int, bytes]], head: int, out: Outbox) -> None:
+        if not isinstance(result, Page):
+            out.operated(gateway, msg.request, False, error="unavailable",
+                         message="the chat log cannot be read right now (database error)")
+            return
+        entries = result.entries + kept
+        if not head and msg.since_seq == 0:  # a room that is not open: older rows are what "more" means
+            out.operated(gateway, msg.request, frames=[f for _, f in entries], more=result.more,
+                         seq=entries[-1][0] if entries else 0)
+            return
+        self._answer_recent(gateway, msg, entries, head, out)
+
+    def _answer_recent(self, gateway: bytes, msg: cluster_pb2.Operate, entries: list[tuple[int, bytes]], head: int,
+                       out: Outbox) -> None:
+        if msg.since_seq:
+            last = entries[-1][0] if entries else msg.since_seq
+            more = last < head if head else len(entries) >= msg.limit
+        else:
+            more = bool(entries) and entries[0][0] > 1
+        out.operated(gateway, msg.request, frames=[f for _, f in entries], more=more, seq=head)
+
+    def mute(self, gateway: bytes, msg: cluster_pb2.Operate, out: Outbox) -> None:
+        """Mute a player in a room of this shard, or (room 0) in every room here, until msg.until_us."""
+        self.mutes.mute(msg.player_id, msg.room_id, msg.until_us, msg.reason)
+        out.operated(gateway, msg.request, count=1)
+
+    def unmute(self, gateway: bytes, msg: cluster_pb2.Operate, out: Outbox) -> None:
+        out.operated(gateway, msg.request, count=self.mutes.unmute(msg.player_id, msg.room_id))
 
     # ---- reads from the chat log ---------------------------------------------
     def read_done(self, token: int, result: object, out: Outbox) -> None:

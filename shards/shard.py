@@ -22,6 +22,8 @@ from chatcluster.shards.rooms import Outbox, RoomBook
 
 log = logging.getLogger("chatcluster.shard")
 
+Action = cluster_pb2.Operate.Action
+
 
 class Shard:
     def __init__(self, shard_id: int, incarnation: int, limits: Limits | None = None, **book_hooks: object) -> None:
@@ -29,7 +31,7 @@ class Shard:
         self.incarnation = incarnation
         self.limits = limits or Limits()
         self.book = RoomBook(self.limits, **book_hooks)  # type: ignore[arg-type]
-        self.presence = Presence()
+        self.presence = Presence(self.book.clock_us)
         self.peers = GatewayPeers(self.limits.gateway_timeout)
         # figures: what gateways got wrong
         self.bad_envelopes = 0  # skipped: a payload that does not decode, a kind a shard does not take
@@ -83,8 +85,31 @@ class Shard:
             self.presence.claim(gateway, msg, out)  # type: ignore[arg-type]
         elif kind == Kind.RELEASE:
             self.presence.release(gateway, msg)  # type: ignore[arg-type]
+        elif kind == Kind.OPERATE:
+            self._operate(gateway, msg, out)  # type: ignore[arg-type]
         else:
             raise PeerError(f"a shard does not take envelopes of kind {kind}")
+
+    def _operate(self, gateway: bytes, msg: cluster_pb2.Operate, out: Outbox) -> None:
+        """An operator's action (docs/API.md); every one is answered with an Operated, even one we do not know."""
+        handler = self._operators.get(msg.action)
+        if handler is None:
+            out.operated(gateway, msg.request, False, error="bad_request",
+                         message=f"shard {self.shard_id} does not know operator action {msg.action}")
+            return
+        owner = self.presence if msg.action in (Action.DISCONNECT, Action.UNBAN) else self.book
+        handler(owner, gateway, msg, out)
+
+    _operators = {
+        Action.PUBLISH: RoomBook.publish,
+        Action.ROOM: RoomBook.describe,
+        Action.KICK: RoomBook.kick,
+        Action.HISTORY: RoomBook.recent,
+        Action.MUTE: RoomBook.mute,
+        Action.UNMUTE: RoomBook.unmute,
+        Action.DISCONNECT: Presence.disconnect,
+        Action.UNBAN: Presence.unban,
+    }
 
     def _hello(self, gateway: bytes, hello: cluster_pb2.Hello, out: Outbox, now: float) -> None:
         """A gateway's heartbeat: answer it; if the gateway restarted, its old sessions are gone."""
