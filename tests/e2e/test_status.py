@@ -54,9 +54,9 @@ def test_status_counts_match_what_the_clients_did(cluster):
     assert all({"chatlog", "zmq", "jobs_peak"} <= s.keys() for s in shards)
 
     metrics = urllib.request.urlopen(gw["metrics"], timeout=5).read().decode()
-    assert 'chatcluster_sessions{id="0",role="gateway"} 5.0' in metrics
-    assert 'chatcluster_members{id="0",role="gateway"} 4.0' in metrics
-    assert "chatcluster_logins_total" in metrics and "process_resident_memory_bytes" in metrics
+    assert 'chatcluster_gateway_sessions{id="0",role="gateway"} 5.0' in metrics
+    assert 'chatcluster_gateway_members{id="0",role="gateway"} 4.0' in metrics
+    assert "chatcluster_gateway_logins_total" in metrics and "process_resident_memory_bytes" in metrics
     for c in clients:
         c.close()
 
