@@ -77,6 +77,9 @@ class Limits:
     ws_handshake_timeout: float = 10.0  # seconds an HTTP connection has to finish its request / handshake
     ws_ping_interval: float = 20.0  # seconds of silence on a WebSocket before the server pings it ...
     ws_ping_timeout: float = 20.0   # ... and how long the pong may take before the connection is closed
+    api_max_body: int = 65536       # bytes in one operator API request's body (larger: 413)
+    api_rate: float = 20.0          # operator API calls a second per gateway (token bucket; over it: 429) ...
+    api_burst: int = 50             # ... with this many saved up
     token_leeway: float = 30.0      # seconds a login token's exp may lie behind our clock (clocks differ)
 
 
@@ -133,6 +136,8 @@ class ClusterConfig:
     auth: str = "both"                  # password | token | both: which logins the gateways take
     token_key_file: str = ""            # token login's key: HS256 secret or RS256/ES256 public key (PEM), a path
     token_alg: str = "HS256"            # HS256 | RS256 | ES256: the one algorithm tokens must be signed with
+    api_key_file: str = ""              # the operator API's key (a path; the key itself is never in the config);
+                                        # none here and no $CHATCLUSTER_API_KEY: the API is off
     limits: Limits = field(default_factory=Limits)
 
     # ---- derived places -------------------------------------------------
