@@ -40,6 +40,7 @@ from chatcluster.common.frames import (
 from chatcluster.common.storage import LoginResult
 from chatcluster.gateway.guard import TokenBucket
 from chatcluster.gateway.login import LoginGate, TokenExpiries, check_name
+from chatcluster.gateway.operations import Operations
 from chatcluster.gateway.output import (
     AllocateRoom,
     Close,
@@ -51,6 +52,7 @@ from chatcluster.gateway.output import (
     TokenLogin,
 )
 from chatcluster.gateway.requests import (
+    ApiRequest,
     CreateRequest,
     HistoryRequest,
     JoinRequest,
@@ -124,6 +126,7 @@ class GatewayCore:
         self.rooms = LocalRooms()
         self.requests = Requests()
         self.logins = LoginGate(self.limits, self.stats)
+        self.ops = Operations(self)  # operators' API calls (gateway/operations.py)
         self.verbose = log.isEnabledFor(logging.DEBUG)
         self.shutting_down = False
         self._session_ids = itertools.count(1)
@@ -450,6 +453,15 @@ class GatewayCore:
         MsgId.C_ROOM_HISTORY_REQ: _on_history,
     }
 
+    # ---- operators (gateway/api.py, gateway/operations.py) -------------------------------
+    def on_api_call(self, call_id: int, call: object) -> None:
+        """An operator's API call, checked already; answered by an Answered effect carrying call_id."""
+        self.ops.start(call_id, call)  # type: ignore[arg-type]
+
+    def on_account_done(self, request_id: int, result: object) -> None:
+        """The answer to an Account effect (gateway/operations.py account_step, or the exception it raised)."""
+        self.ops.account_done(request_id, result)  # type: ignore[arg-type]
+
     # ---- shards ------------------------------------------------------------------------
     def owner(self, room_id: int) -> int:
         """Index (into the shard list) of the shard that owns a room."""
@@ -489,6 +501,8 @@ class GatewayCore:
                 self.shards.rebuild(shard, why, self.rooms, self.players.values(), self.clock())
         elif kind == Kind.KICK:
             self._kick(parse(kind, payload))
+        elif kind == Kind.OPERATED:
+            self.ops.operated(shard, parse(kind, payload))
         else:
             raise PeerError(f"a gateway does not take envelopes of kind {kind}")
 
@@ -564,6 +578,9 @@ class GatewayCore:
 
     def _rooms(self, shard: int, msg: cluster_pb2.RoomList) -> None:
         request = self.requests.get(msg.request)
+        if isinstance(request, ApiRequest):  # an operator's rooms call takes the same path
+            self.ops.rooms_part(shard, request, msg)
+            return
         if not isinstance(request, ListRequest):
             return
         request.rooms.extend(msg.rooms)
@@ -591,6 +608,9 @@ class GatewayCore:
 
     def _kick(self, kick: cluster_pb2.Kick) -> None:
         """The player logged in again, maybe on another gateway: this older session goes."""
+        if kick.code not in (ErrorCode.UNKNOWN, ErrorCode.REPLACED):
+            self.ops.kicked(kick)  # an operator's kick, disconnect or ban
+            return
         session = self.sessions.get(kick.session)
         if session is None or session.closed or session.player_id != kick.player_id:
             return
@@ -625,6 +645,9 @@ class GatewayCore:
                 self._drop(session, "token expired")
 
     def _expire(self, request: Request) -> None:
+        if isinstance(request, ApiRequest):
+            self.ops.expired(request)
+            return
         if isinstance(request, ListRequest):
             self._answer_list(request)  # with what the shards that answered sent
             return
@@ -750,4 +773,5 @@ class GatewayCore:
             "pending_requests": len(self.requests),
             "incarnation": self.shards.incarnation,
             "shards": self.shards.as_dict(self.clock()),
+            **self.ops.stats.as_dict(),
         }

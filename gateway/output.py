@@ -23,7 +23,7 @@ is empty.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from chatcluster.common.envelope import Batch
 
@@ -77,7 +77,28 @@ class AllocateRoom:
     creator_id: int
 
 
-Effect = Close | PauseReading | ResumeReading | Login | AllocateRoom
+@dataclass(slots=True, frozen=True)
+class Account:
+    """An operator's database step off the loop (gateway/operations.py account_step): find the account
+    named `name`, and ban it (until until_us, 0: until lifted) or lift its ban; answer with
+    GatewayCore.on_account_done(request, result)."""
+
+    request: int
+    op: str  # find | ban | unban
+    name: str
+    until_us: int = 0
+    reason: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class Answered:
+    """An operator's API call is answered: hand the response to the HTTP thread waiting for call `call`."""
+
+    call: int
+    response: Any  # gateway/api.py Response
+
+
+Effect = Close | PauseReading | ResumeReading | Login | AllocateRoom | Account | Answered
 
 
 @dataclass(slots=True)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 @dataclass(slots=True, eq=False)
 class Request:
     id: int
-    session: Session
+    session: Session  # None only for an ApiRequest
     deadline: float
 
 
@@ -58,6 +58,21 @@ class LeaveRequest(Request):
     acked: bool = False  # the client asked, and waits for S_LEAVE_ROOM_ACK
 
 
+@dataclass(slots=True, eq=False)
+class ApiRequest(Request):
+    """An operator's API call in flight (gateway/operations.py). It has no session: `session` is None."""
+
+    call_id: int = 0                                  # the adapter's id of the HTTP request waiting for it
+    call: Any = None                                  # the gateway/api.py call
+    waiting: set[int] = field(default_factory=set)    # shards yet to answer
+    missing: set[int] = field(default_factory=set)    # shards it could not be sent to (down)
+    answers: list[Any] = field(default_factory=list)  # Operated answers so far
+    rooms: list[Any] = field(default_factory=list)    # the rooms call: RoomInfo collected so far
+    account_id: int = 0                               # disconnect, ban, unban: the account, once known
+    lifted: bool = False                              # unban: whether a ban was on
+    until_us: int = 0                                 # ban, mute: until when (0: until lifted)
+
+
 class Requests:
     """Every request in flight, by id; ids are unique for the gateway's lifetime."""
 
@@ -83,7 +98,7 @@ class Requests:
     def finish(self, request_id: int) -> Request | None:
         """Forget a request; its session waits no more."""
         request = self._table.pop(request_id, None)
-        if request is not None and request.session.pending is request:
+        if request is not None and request.session is not None and request.session.pending is request:
             request.session.pending = None
         return request
 

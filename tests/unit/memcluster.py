@@ -17,7 +17,18 @@ from chatcluster.common.envelope import iter_items
 from chatcluster.common.frames import MAX_FRAME, SERVER_IDS, FrameDecoder, decode_body, encode
 from chatcluster.common.storage import Database, run_steps, token_login_steps
 from chatcluster.gateway.core import GatewayCore
-from chatcluster.gateway.output import AllocateRoom, Close, Effect, Login, PauseReading, ResumeReading, TokenLogin
+from chatcluster.gateway.operations import account_step
+from chatcluster.gateway.output import (
+    Account,
+    AllocateRoom,
+    Answered,
+    Close,
+    Effect,
+    Login,
+    PauseReading,
+    ResumeReading,
+    TokenLogin,
+)
 from chatcluster.gateway.session import Session
 from chatcluster.proto import chat_pb2
 from chatcluster.shards.rooms import Outbox, RoomBook
@@ -73,6 +84,15 @@ class Gateway:
         self.core = GatewayCore(list(range(len(cluster.shards))), cluster.limits, **core_options)
         self.clients: dict[int, Client] = {}
         self.paused: set[int] = set()
+        self.answers: dict[int, object] = {}  # operator API calls' responses, by call id
+        self._calls = 0
+
+    def call(self, call: object) -> int:
+        """An operator's API call (gateway/api.py), as the HTTP thread hands it over; its answer lands in
+        answers[the id returned] once the cluster has run."""
+        self._calls += 1
+        self.core.on_api_call(self._calls, call)
+        return self._calls
 
     def connect(self) -> Client:
         session = self.core.open_session(peer="test")
@@ -118,6 +138,10 @@ class Gateway:
             name, creator = effect.name, effect.creator_id
             cluster.db_jobs.append((core.on_room_allocated, effect.request,
                                     lambda: cluster.db.allocate_room(name, creator)))
+        elif isinstance(effect, Account):
+            cluster.db_jobs.append((core.on_account_done, effect.request, lambda: account_step(cluster.db, effect)))
+        elif isinstance(effect, Answered):
+            self.answers[effect.call] = effect.response
         else:
             raise TypeError(f"unknown effect {effect!r}")
 
