@@ -55,6 +55,9 @@ def main() -> None:
               help="token login's key file: the HS256 shared secret, or the RS256/ES256 public key (PEM)")
 @click.option("--token-alg", type=click.Choice(["HS256", "RS256", "ES256"]), default="HS256", show_default=True,
               help="the one algorithm login tokens must be signed with")
+@click.option("--api-key-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="turn on the operator HTTP API (POST /api/<method> on each gateway's control port, "
+                   "docs/API.md) with the key in this file; or set $CHATCLUSTER_API_KEY; neither: the API is off")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=DEFAULT_DATA_DIR, show_default=True,
               help="database, logs and run files")
 @click.option("--db", "db_url", default=None, help="database URL [default: sqlite:///<data-dir>/chat.db]")
@@ -87,7 +90,7 @@ def main() -> None:
                    "replica of the first gateway entry, named after this host (a Kubernetes Deployment)")
 @click.option("-v", "--verbose", is_flag=True, help="log every request, not just lifecycle and errors")
 def up(shards: int, gateways: int, host: str, port: int, http_port: int, tls_cert: str | None, tls_key: str | None,
-       allow_origins: tuple[str, ...], auth: str, token_key: str | None, token_alg: str,
+       allow_origins: tuple[str, ...], auth: str, token_key: str | None, token_alg: str, api_key_file: str | None,
        data_dir: str, db_url: str | None, registration: str,
        loop: str,
        zmq_bridge: str, writer: str, control_port: int | None, max_members: int, chat_log: bool,
@@ -111,6 +114,7 @@ def up(shards: int, gateways: int, host: str, port: int, http_port: int, tls_cer
                 db_url=db_url, tls_cert=str(Path(tls_cert).resolve()) if tls_cert else "",
                 tls_key=str(Path(tls_key).resolve()) if tls_key else "", allow_origins=list(allow_origins),
                 auth=auth, token_key_file=str(Path(token_key).resolve()) if token_key else "", token_alg=token_alg,
+                api_key_file=str(Path(api_key_file).resolve()) if api_key_file else "",
                 control_port=control_port, registration=registration, loop=loop, zmq_bridge=zmq_bridge, writer=writer,
                 verbose=verbose, scrypt_n=scrypt_n, chat_log=chat_log, limits=_limits(max_members, limit_items),
             )
@@ -166,11 +170,17 @@ def _run_node(config_file: Path, role: str, node_id: str, verbose: bool) -> int:
 def _run_cluster(config: ClusterConfig) -> int:
     from chatcluster.common import logs
     from chatcluster.common.storage import SchemaError, open_database
+    from chatcluster.gateway.api import load_api_key
     from chatcluster.shards.rooms import check_limits
     from chatcluster.supervisor import Supervisor
 
     config.validate()
     check_limits(config.limits)
+    try:  # a key that is missing or too short stops the start here, not in every gateway's log
+        load_api_key(config)
+    except ValueError as exc:
+        click.secho(f"chatctl up: {exc}", fg="red", err=True)
+        return 2
     logs.setup("sup", config.verbose, config.log_file("supervisor"))
     lock = _lock_data_dir(config.data_path)
     if lock is None:
@@ -233,9 +243,21 @@ def _print_up(config: ClusterConfig, pids: dict[str, int]) -> None:
     click.echo(f"  database            {config.db_url}")
     click.echo(f"  data dir            {config.data_dir}")
     click.echo(f"  status              chatctl status --data-dir {config.data_dir}")
+    click.echo(f"  operator API        {_api_line(config)}")
     click.echo("  chat                chatctl client --port " + str(config.gateways[0].port))
     click.echo("Press Ctrl-C to stop.")
     sys.stdout.flush()
+
+
+def _api_line(config: ClusterConfig) -> str:
+    """Where the operator API is and where its key comes from (never the key), or why it is off."""
+    from chatcluster.gateway.api import KEY_ENV
+
+    if not config.api_key_file and not os.environ.get(KEY_ENV, "").strip():
+        return f"off (start with --api-key-file FILE or ${KEY_ENV} to turn it on)"
+    g = config.gateways[0]
+    source = config.api_key_file or f"${KEY_ENV}"
+    return f"http://{g.control_host}:{g.control_port}/api/<method> (key from {source}; docs/API.md)"
 
 
 # ---------------------------------------------------------------------------- client

@@ -22,12 +22,12 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 from chatcluster.common.config import ClusterConfig, Limits
 from chatcluster.common.counters import Counters
@@ -44,6 +44,7 @@ MAX_SECONDS = 10 * 365 * 86400  # a ban or mute of up to ten years (a ban withou
 MAX_HISTORY = 1000         # messages in one history answer
 DEFAULT_HISTORY = 50
 WAIT_SLACK = 5.0           # s the HTTP thread waits beyond the shards' answer time (a database step, a busy loop)
+DRAIN_MAX = 1 << 20        # bytes of an oversized body read and dropped, so the client reads its 413 (not a reset)
 
 
 class ApiError(Exception):
@@ -285,6 +286,17 @@ def error(status: int, code: str, message: str, *headers: tuple[str, str]) -> Re
     return Response(status, {"error": {"code": code, "message": message}}, headers)
 
 
+def _drain(body: BinaryIO, length: int) -> None:
+    """Read and drop an oversized body (up to DRAIN_MAX), so that closing the connection does not reset it
+    before the client has read our answer."""
+    left = min(length, DRAIN_MAX)
+    while left > 0:
+        chunk = body.read(min(left, 65536))
+        if not chunk:
+            break
+        left -= len(chunk)
+
+
 Submit = Callable[[Call], "Future[Response]"]
 
 
@@ -306,6 +318,29 @@ class ApiDoor:
 
     def too_large(self, length: int) -> bool:
         return length > self.limits.api_max_body
+
+    def serve(self, method: str, headers: Mapping[str, str], body: BinaryIO, peer: str) -> Response:
+        """One HTTP request as the control server received it; its body is read here, within the bound."""
+        if headers.get("Transfer-Encoding"):
+            return self._refused(method, peer, "bad_requests", error(
+                411, "length_required", "send the body with a Content-Length (chunked bodies are not taken)"))
+        try:
+            length = int(headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            return self._refused(method, peer, "bad_requests", error(400, "bad_request", "a bad Content-Length"))
+        try:
+            if self.too_large(length):
+                _drain(body, length)
+                data = None
+            else:
+                data = body.read(length)
+        except OSError:  # the client went quiet or away mid-body (the control server's socket timeout)
+            return self._refused(method, peer, "bad_requests", error(408, "timeout", "the body did not arrive"))
+        if data is not None and len(data) < length:
+            return self._refused(method, peer, "bad_requests", error(400, "bad_request", "the body was cut short"))
+        return self.handle(method, headers.get("Authorization"), data, peer)
 
     def handle(self, method: str, authorization: str | None, body: bytes | None, peer: str) -> Response:
         """One request: body None means it was over the size bound (and was not kept)."""
@@ -335,7 +370,8 @@ class ApiDoor:
             else:
                 self.stats.failed += 1
         outcome = "ok" if response.status == 200 else response.body["error"]["message"]
-        log.info(" API %s %s reason=%r from %s: %d %s", call.method, call.target(), call.why, peer,
+        target = call.target()
+        log.info(" API %s%s reason=%r from %s: %d %s", call.method, f" {target}" if target else "", call.why, peer,
                  response.status, outcome)
         return response
 

@@ -10,6 +10,7 @@ database queries) runs in a thread pool.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import signal
@@ -18,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from chatcluster.common import logs, procutil
 from chatcluster.common.config import ClusterConfig
@@ -30,10 +31,14 @@ from chatcluster.common.storage import CPU, DB, Database, drive_steps, login_ste
 from chatcluster.common.tokens import TokenKey
 from chatcluster.common.zmqbridge import Links, open_links
 from chatcluster.gateway import outlets
+from chatcluster.gateway.api import ApiDoor, Call, Response, load_api_key
 from chatcluster.gateway.core import GatewayCore
+from chatcluster.gateway.operations import account_step
 from chatcluster.gateway.outlets import Writer
 from chatcluster.gateway.output import (
+    Account,
     AllocateRoom,
+    Answered,
     Close,
     Effect,
     Login,
@@ -208,6 +213,30 @@ class GatewayServer:
         self.write_limit = config.limits.write_buffer  # unsent bytes a session may hold before it is dropped
         self.web = WebEndpoint(ChatSink(self.core, self.poke, self._opened, self._closed), config.limits,
                                config.allow_origins)
+        self.api = self._api_door(config)
+        self.api_waiting: dict[int, Future[Response]] = {}  # operator API calls the loop has not answered yet
+        self._api_ids = itertools.count(1)
+
+    def _api_door(self, config: ClusterConfig) -> ApiDoor | None:
+        """The operator API (gateway/api.py), or None where no key is configured: then it is off."""
+        try:
+            key = load_api_key(config)
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
+        return ApiDoor(key, config.limits, self.submit_api) if key is not None else None
+
+    def submit_api(self, call: Call) -> Future[Response]:
+        """From the HTTP thread: hand an API call to the loop, which alone touches the core; the Future is
+        answered there (an Answered effect), RuntimeError if the loop is closed."""
+        future: Future[Response] = Future()
+        self.loop.call_soon_threadsafe(self._api_call, call, future)
+        return future
+
+    def _api_call(self, call: Call, future: Future[Response]) -> None:
+        call_id = next(self._api_ids)
+        self.api_waiting[call_id] = future
+        self.core.on_api_call(call_id, call)
+        self.poke()
 
     def _opened(self) -> None:
         self.connections += 1
@@ -304,6 +333,14 @@ class GatewayServer:
             request = effect.request
             future = self._offload(DB, self.db.allocate_room, effect.name, effect.creator_id)
             future.add_done_callback(lambda f: self._answer(self.core.on_room_allocated, request, _outcome(f)))
+        elif type(effect) is Answered:
+            future = self.api_waiting.pop(effect.call, None)
+            if future is not None and not future.done():  # done: the HTTP thread gave up (504)
+                future.set_result(effect.response)
+        elif type(effect) is Account:
+            request = effect.request
+            future = self._offload(DB, account_step, self.db, effect)
+            future.add_done_callback(lambda f: self._answer(self.core.on_account_done, request, _outcome(f)))
         else:
             raise TypeError(f"unknown effect {effect!r}")
 
@@ -424,6 +461,7 @@ class GatewayServer:
             "http_listen": f"{self.spec.host}:{self.spec.http_port}" if self.spec.http_port else "",
             "tls": self.config.tls,
             "websocket": self.web.figures(),
+            "api": self.api.figures() if self.api is not None else {"enabled": False},
             **rates,
         })
 
@@ -506,7 +544,8 @@ async def serve(config: ClusterConfig, gateway_id: int, node: str = "") -> None:
             raise StartupError(f"cannot listen for HTTP and WebSocket on {spec.host}:{spec.http_port}: "
                                f"{exc.strerror or exc}") from exc
     try:
-        control = ControlServer(spec.control_bind_host, spec.control_port, server.snapshot).start()
+        control = ControlServer(spec.control_bind_host, spec.control_port, server.snapshot,
+                                api=server.api.serve if server.api is not None else None).start()
     except OSError as exc:
         for each in listeners:
             each.close()
@@ -518,9 +557,10 @@ async def serve(config: ClusterConfig, gateway_id: int, node: str = "") -> None:
     scheme = "https" if tls else "http"
     web = f"web page {scheme}://{spec.host}:{spec.http_port}/, " if spec.http_port else "no HTTP port, "
     log.info(" gateway %d listening on %s:%d%s (%sloop: %s, zmq bridge: %s, writer: %s, %d shards, "
-             "control http://%s:%d, pid %d)", gateway_id, spec.host, spec.port, " with TLS" if tls else "", web,
+             "control http://%s:%d%s, pid %d)", gateway_id, spec.host, spec.port, " with TLS" if tls else "", web,
              loop_name(loop), server.links.mode, server.writer_mode, len(config.shards),
-             spec.control_host, control.port, os.getpid())
+             spec.control_host, control.port, " with the operator API" if server.api is not None else "",
+             os.getpid())
     try:
         await stop.wait()
     finally:
