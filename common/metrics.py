@@ -18,7 +18,7 @@ as they are:
 
 A figure of /status is either in METRICS or in LEFT_OUT with the reason (rates,
 averages and maxima that `chatctl status` shows but Prometheus computes better
-itself, text); tests/e2e/test_metrics.py holds every running process's /status to
+itself, text); tests/e2e/test_metrics_live.py holds every running process's /status to
 that, so a new figure gets a deliberate name instead of a mechanical one.
 """
 
@@ -248,7 +248,8 @@ METRICS: tuple[Def, ...] = (
     Def("chatcluster_gateway_replaced_sessions_total", COUNTER,
         "Sessions closed because their player logged in again elsewhere.", "replaced", roles=GATEWAY),
     Def("chatcluster_gateway_protocol_errors_total", COUNTER,
-        "Connections closed for a malformed frame or WebSocket protocol violation.", "protocol_errors",
+        "Client connections closed for a frame that broke the protocol (unknown message id, size out of bounds).",
+        "protocol_errors",
         roles=GATEWAY),
     Def("chatcluster_gateway_bad_requests_total", COUNTER,
         "Requests answered S_ERROR BAD_REQUEST (the session goes on).", "bad_requests", roles=GATEWAY),
