@@ -24,6 +24,7 @@ from chatcluster.common.config import (
 )
 from chatcluster.common.options import DURATION, SHARDS
 from chatcluster.loadtest.cli import bench
+from chatcluster.opscli import COMMANDS as OPERATOR_COMMANDS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -423,4 +424,8 @@ def token(sub: str, name: str, ttl: float, key_file: str | None, alg: str | None
 
 
 main.add_command(bench)
+
+# ---------------------------------------------------------------------------- operators (opscli.py, docs/API.md)
+for _command in OPERATOR_COMMANDS:
+    main.add_command(_command)
 

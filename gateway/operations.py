@@ -290,7 +290,7 @@ class Operations:
     def _unmuted(self, request: ApiRequest) -> None:
         call = request.call
         self._ok(request, {"player_id": call.player_id, "room_id": call.room_id,
-                           "lifted": sum(a.count for a in request.answers), **self._missing(request)})
+                           "lifted": any(a.count for a in request.answers), **self._missing(request)})
 
     def _disconnected(self, request: ApiRequest) -> None:
         call = request.call
