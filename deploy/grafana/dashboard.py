@@ -9,7 +9,7 @@ in it. The file it writes is import-ready: Dashboards > New > Import asks for th
 Prometheus data source (`${DS_PROMETHEUS}`), and a `job` variable picks the scrape
 jobs of one cluster. The panels follow the load test's KPI tables (loadtest/report.py):
 traffic, latency (server-side, from the histograms), queues and buffers, the limits
-that bit, then links, processes, WebSocket and history.
+that bit, then links, processes, WebSocket, the operator API and history.
 """
 
 from __future__ import annotations
@@ -284,6 +284,16 @@ def panels() -> list[dict]:
             target(rate("chatcluster_websocket_ping_timeouts_total"), "ping timeouts"),
             target(rate("chatcluster_websocket_close_timeouts_total"), "close timeouts"),
         ], "short"),
+
+        row("Operators (the API on the gateways' control ports)"),
+        timeseries("API calls per second", [
+            target(rate("chatcluster_api_calls_total", by="outcome"), "{{outcome}}"),
+            target(rate("chatcluster_api_refused_total", by="reason"), "refused: {{reason}}"),
+        ], "short", "Calls carried out by outcome, and requests refused before anything was done."),
+        timeseries("Operators' actions on sessions", [
+            target(f"sum by (action) (increase(chatcluster_gateway_operator_actions_total{SEL}[{RATE}]))",
+                   "{{action}}"),
+        ], "short", "Sessions sent to the lobby (kick) or closed (disconnect, ban) per interval."),
 
         row("History"),
         timeseries("History memory", [

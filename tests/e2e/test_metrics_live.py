@@ -1,16 +1,18 @@
 """/metrics of real processes, after real traffic, is what Prometheus and `promtool check metrics` accept.
 
-A cluster (one gateway, two shards, chat log on, the writer thread where it can
-run so its figures exist too) gets TCP and WebSocket sessions, binary and JSON,
-a failed login, rooms and chats; then every process's /metrics must have every
-family the definition table gives its role, values that agree with what the
-clients did, nothing promtool objects to, and no /status figure left unnamed.
+A cluster (one gateway, two shards, chat log on, the operator API on, the writer
+thread where it can run so its figures exist too) gets TCP and WebSocket sessions,
+binary and JSON, a failed login, rooms, chats and API calls; then every process's
+/metrics must have every family the definition table gives its role, values that
+agree with what the clients did, nothing promtool objects to, and no /status
+figure left unnamed.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import urllib.error
 import urllib.request
 
 import pytest
@@ -62,9 +64,22 @@ def names(series: dict) -> set[str]:
     return {name for name, _ in series}
 
 
-def test_every_process_exports_clean_prometheus_metrics_after_real_traffic(cluster_factory):
+def api_call(control: tuple[str, int], method: str, key: str) -> int:
+    """POST /api/<method> {} on a gateway's control port; the HTTP status."""
+    request = urllib.request.Request(f"http://{control[0]}:{control[1]}/api/{method}", data=b"{}", method="POST",
+                                     headers={"Authorization": f"apikey {key}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_every_process_exports_clean_prometheus_metrics_after_real_traffic(cluster_factory, tmp_path):
     writer = ["--writer", "thread"] if outlets.available() else []
-    cluster = cluster_factory(*writer)
+    key = "metrics-test-key-0123456789abcdef"
+    (tmp_path / "api.key").write_text(key + "\n")
+    cluster = cluster_factory(*writer, "--api-key-file", str(tmp_path / "api.key"))
     host = cluster.host
     a, b, room = pair_in_room(host, cluster.port, "metrics", (unique("ma"), unique("mb")))
     ws = WsClient(host, cluster.http_port)
@@ -86,11 +101,14 @@ def test_every_process_exports_clean_prometheus_metrics_after_real_traffic(clust
     config = cluster.config
     gw_control = (config.gateways[0].control_host, config.gateways[0].control_port)
     shard_controls = [(s.control_host, s.control_port) for s in config.shards]
+    assert api_call(gw_control, "rooms", key) == 200
+    assert api_call(gw_control, "rooms", "not the key at all, but long") == 401
 
     def settled() -> bool:
         gw = fetch_status(gw_control)
         shards = [fetch_status(c) for c in shard_controls]
         return (gw["chats_in"] == chats and gw["deliveries"] >= chats * 3 and gw["logins"] == 4
+                and gw["api"]["ok"] == 1 and gw["api"]["unauthorized"] == 1
                 and sum(s["chats"] for s in shards) == chats
                 and sum((s["chatlog"] or {}).get("db_rows", 0) for s in shards) == chats)
 
@@ -120,6 +138,9 @@ def test_every_process_exports_clean_prometheus_metrics_after_real_traffic(clust
     assert value(gw, "chatcluster_websocket_sessions") == 2
     assert value(gw, "chatcluster_websocket_bad_messages_total", reason="json") == 1
     assert value(gw, "chatcluster_http_pages_total") >= 1
+    assert value(gw, "chatcluster_api_calls_total", outcome="ok") == 1
+    assert value(gw, "chatcluster_api_refused_total", reason="unauthorized") == 1
+    assert value(gw, "chatcluster_gateway_operator_actions_total", action="kick") == 0
     for shard in config.shards:
         assert value(gw, "chatcluster_gateway_shard_up", shard=str(shard.id)) == 1
     info = [k for k in gw if k[0] == "chatcluster_gateway_info"]

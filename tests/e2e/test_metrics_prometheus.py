@@ -93,7 +93,8 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(cluster_facto
     if binary is None:
         pytest.fail("prometheus is not installed: apt-get install prometheus (Debian's package)")
     writer = outlets.available()  # the writer thread's figures exist only where it runs
-    cluster = cluster_factory(*(["--writer", "thread"] if writer else []))
+    (tmp_path / "api.key").write_text("dashboard-test-key-0123456789abcdef\n")  # the API's figures, only when on
+    cluster = cluster_factory(*(["--writer", "thread"] if writer else []), "--api-key-file", str(tmp_path / "api.key"))
     config = cluster.config
     targets = [f"{p.control_host}:{p.control_port}" for p in [*config.gateways, *config.shards]]
     a, b, room = pair_in_room(cluster.host, cluster.port, "dash", (unique("da"), unique("db")))
