@@ -263,7 +263,8 @@ def test_figures_reach_status_and_metrics(cluster):
     g = cluster.config.gateways[0]
     with urllib.request.urlopen(f"http://{g.control_host}:{g.control_port}/metrics") as metrics:
         body = metrics.read().decode()
-    assert "websocket_open" in body and "websocket_handshakes" in body
+    assert 'chatcluster_websocket_sessions{id="0",role="gateway"} 1.0' in body
+    assert 'chatcluster_websocket_handshakes_total{id="0",role="gateway"} 1.0' in body
     out = subprocess.run([sys.executable, "-m", "chatcluster", "status", "--data-dir", str(cluster.data_dir)],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
