@@ -314,6 +314,11 @@ def test_the_api_has_its_own_size_and_rate_bounds_counted_in_status(bounded):
     status, body = api.raw("publish", b'{"room_id": 1, "text": "' + b"x" * 100_000 + b'"}',
                            {"Authorization": f"apikey {key}"})
     assert status == 413 and body["error"]["code"] == "too_large"
+    try:  # a GET is no call (and costs no token)
+        urllib.request.urlopen(api.base + "rooms", timeout=10)
+        raise AssertionError("a GET of the API was answered 200")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 405 and exc.headers["Allow"] == "POST"
     statuses = [api.call("rooms")[0] for _ in range(5)]
     assert statuses[:3] == [200, 200, 200] and 429 in statuses[3:]
     figures = wait_for(lambda: (a := cluster.gateway_status()["api"])["rate_limited"] and a, timeout=5)
