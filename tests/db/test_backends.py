@@ -7,6 +7,7 @@ Each test runs against a scratch database on the real servers of this machine
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from databases import kill_connections, refuse_connections
@@ -172,3 +173,19 @@ def test_a_version_1_chat_log_gains_the_history_columns(db_url, monkeypatch):
                                          (3, 9, "#9", "no key", 300, 5, 0)]
     assert db.history(3, last=1) == [(3, 9, "#9", "no key", 300)]
     db.close()
+
+
+def test_bans_on_every_backend(db):
+    """A ban (the operator API's) is stored, replaced, honoured at login with its reason, ended, and lifted."""
+    now_us = time.time_ns() // 1000
+    eve = db.login("eve", "pw", register=True).player_id
+    assert db.account_id("eve") == eve and db.account_id("nobody") is None
+    db.ban(eve, 0, "first")
+    db.ban(eve, now_us + 3_600_000_000, "spam — répété")  # replaces it (one row per account), any text
+    ban = db.active_ban(eve)
+    assert ban is not None and ban.until_us == now_us + 3_600_000_000 and ban.reason == "spam — répété"
+    refused = db.login("eve", "pw", register=True)
+    assert not refused.ok and refused.message.endswith(" UTC: spam — répété")
+    assert db.active_ban(eve, now_us + 3_600_000_001) is None  # ended by then
+    assert db.unban(eve) is True and db.active_ban(eve) is None and db.unban(eve) is False
+    assert db.login("eve", "pw", register=True).ok
