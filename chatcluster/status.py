@@ -131,6 +131,21 @@ WEB = [
 ]
 
 
+#: The gateways' operator API (docs/API.md): calls answered, and requests refused before they did anything.
+API = [
+    NAME, STATE,
+    ("api", "left", lambda r: "on" if _get(r, "api", "enabled") else "off"),
+    _figure("calls", "api", "calls"),
+    _figure("ok", "api", "ok"),
+    _figure("failed", "api", "failed"),
+    _figure("t/o (504)", "api", "timeouts"),
+    _figure("no key (401)", "api", "unauthorized"),
+    _figure("bad (400)", "api", "bad_requests"),
+    _figure("too big (413)", "api", "too_large"),
+    _figure("rate (429)", "api", "rate_limited"),
+]
+
+
 def _sum(row: dict, *keys: str) -> int | None:
     web = row.get("websocket")
     return sum(web[k] for k in keys) if web else None
@@ -162,7 +177,10 @@ def table(rows: list[dict[str, Any]], columns: list, title: str = "") -> Table:
 
 def tables(rows: list[dict[str, Any]], title: str = "") -> Group:
     gateways = [r for r in rows if r["role"] == "gateway"]
-    return Group(table(rows, TRAFFIC, title), table(rows, QUEUES), table(rows, LIMITS), table(gateways, WEB))
+    parts = [table(rows, TRAFFIC, title), table(rows, QUEUES), table(rows, LIMITS), table(gateways, WEB)]
+    if any(_get(r, "api", "enabled") for r in gateways):  # only where an operator turned the API on
+        parts.append(table(gateways, API))
+    return Group(*parts)
 
 
 def run(config_path: Path, as_json: bool, watch: bool, interval: float = 1.0) -> int:

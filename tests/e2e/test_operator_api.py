@@ -287,6 +287,8 @@ def test_the_key_is_in_no_log_no_status_and_no_run_file(ops, room_across):
         assert key not in text, f"the API key is in {path}"
     for status in cluster.gateway_statuses():
         assert key not in json.dumps(status) and status["api"]["enabled"] is True
+    shown = chatctl("status", "--data-dir", str(cluster.data_dir))
+    assert "no key (401)" in shown.stdout and "rate (429)" in shown.stdout and key not in shown.stdout
     log = (Path(cluster.data_dir) / "logs" / "gateway-0.log").read_text()
     assert " API rooms reason='' from 127.0.0.1: 200 ok" in log
     assert "API 'rooms' refused from 127.0.0.1: 401" in log
