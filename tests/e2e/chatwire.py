@@ -14,6 +14,10 @@ class WireClient:
     def __init__(self, host: str, port: int, timeout: float = 5.0) -> None:
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._start(timeout)
+
+    def _start(self, timeout: float) -> None:
+        """What a client knows once connected, whatever carries its frames."""
         self.timeout = timeout
         self.decoder = FrameDecoder(MAX_FRAME, SERVER_IDS)
         self.eof = False
@@ -102,12 +106,7 @@ class WsClient(WireClient):
         self.json = json
         self.ws = connect(f"{scheme}://{host}:{port}/ws", open_timeout=timeout, ssl=ssl, origin=origin, legacy=True,
                           subprotocols=["chatcluster.json.v1" if json else "chatcluster.v1"])
-        self.timeout = timeout
-        self.decoder = FrameDecoder(MAX_FRAME, SERVER_IDS)
-        self.eof = False
-        self.player_id = 0
-        self.name = ""
-        self._msg_ids = 0
+        self._start(timeout)
         self.texts: list[str] = []  # every JSON message as it came, for tests of the mapping itself
 
     def send(self, *messages) -> None:
