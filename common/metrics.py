@@ -321,7 +321,8 @@ METRICS: tuple[Def, ...] = (
         "Operator API requests refused before anything was done, by reason: no valid key, a malformed request, "
         "a body over the size bound, over the call rate.",
         {"reason=unauthorized": "api.unauthorized", "reason=bad_request": "api.bad_requests",
-         "reason=too_large": "api.too_large", "reason=rate_limited": "api.rate_limited"}, roles=GATEWAY),
+         "reason=too_large": "api.too_large", "reason=rate_limited": "api.rate_limited",
+         "reason=unauthorized_throttled": "api.unauthorized_throttled"}, roles=GATEWAY),
     Def("chatcluster_http_connections", GAUGE,
         "Connections open on the HTTP port now (page requests and WebSocket sessions).",
         "websocket.connections", roles=GATEWAY),

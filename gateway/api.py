@@ -269,7 +269,8 @@ def _digest(key: bytes) -> bytes:
 
 # ---- the door -----------------------------------------------------------------------------------------
 class ApiStats(Counters):
-    __slots__ = ("calls", "ok", "failed", "unauthorized", "bad_requests", "too_large", "rate_limited", "timeouts")
+    __slots__ = ("calls", "ok", "failed", "unauthorized", "unauthorized_throttled", "bad_requests", "too_large",
+                 "rate_limited", "timeouts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +298,9 @@ def _drain(body: BinaryIO, length: int) -> None:
         left -= len(chunk)
 
 
+UNAUTHORIZED_RATE = 1.0   # calls a second with a wrong or missing key that are answered 401 and logged ...
+UNAUTHORIZED_BURST = 10   # ... with this many at once; past that: 429, counted, not logged
+
 Submit = Callable[[Call], "Future[Response]"]
 
 
@@ -315,6 +319,9 @@ class ApiDoor:
         self.stats = ApiStats()
         self._lock = threading.Lock()
         self._bucket = TokenBucket(limits.api_rate, limits.api_burst, clock())
+        # Wrong keys have a bucket of their own: someone guessing cannot use up the operator's calls, and
+        # past a few a second is answered 429 without a log line each (the log stays readable).
+        self._denied = TokenBucket(UNAUTHORIZED_RATE, UNAUTHORIZED_BURST, clock())
 
     def too_large(self, length: int) -> bool:
         return length > self.limits.api_max_body
@@ -348,6 +355,12 @@ class ApiDoor:
             return self._refused(method, peer, "too_large", error(
                 413, "too_large", f"the request body is over {self.limits.api_max_body} bytes"))
         if not self._authorized(authorization):
+            with self._lock:
+                logged = self._denied.take(self.clock())
+                if not logged:
+                    self.stats.unauthorized_throttled += 1
+            if not logged:
+                return error(429, "rate_limited", "too many calls without a valid key", ("Retry-After", "1"))
             return self._refused(method, peer, "unauthorized", error(
                 401, "unauthorized", "a valid API key is needed: Authorization: apikey <key>",
                 ("WWW-Authenticate", "apikey")))

@@ -153,6 +153,17 @@ def test_a_missing_or_wrong_key_is_401_and_nothing_reaches_the_loop(authorizatio
     assert KEY.decode() not in caplog.text
 
 
+def test_wrong_keys_beyond_a_few_a_second_are_429_unlogged_and_never_block_the_operator(caplog):
+    loop = Loop()
+    now = [0.0]
+    d = door(loop, Limits(api_rate=100, api_burst=100), now)
+    statuses = [d.handle("rooms", f"apikey guess-{n}", b"{}", "10.0.0.66").status for n in range(15)]
+    assert statuses == [401] * 10 + [429] * 5
+    assert d.stats.unauthorized == 10 and d.stats.unauthorized_throttled == 5
+    assert caplog.text.count("refused from 10.0.0.66") == 10
+    assert d.handle("rooms", f"apikey {KEY.decode()}", b"{}", "10.0.0.1").status == 200  # the operator gets in
+
+
 def test_the_scheme_is_case_insensitive():
     assert door(Loop()).handle("rooms", f"ApiKey  {KEY.decode()} ", b"", "p").status == 200
 
