@@ -238,7 +238,12 @@ def _lock_data_dir(data_dir: Path):
 def _print_up(config: ClusterConfig, pids: dict[str, int]) -> None:
     gw = ", ".join(f"{g.host}:{g.port}" for g in config.gateways)
     click.secho(f"chatcluster {__version__} is up", fg="green", bold=True)
-    click.echo(f"  clients connect to  {gw}")
+    click.echo(f"  clients connect to  {gw}" + (" (TLS)" if config.tls else ""))
+    scheme = "https" if config.tls else "http"
+    pages = sorted({f"{scheme}://{g.host}:{g.http_port}/" for g in config.gateways if g.http_port})
+    click.echo(f"  web page, WebSocket {', '.join(pages) + ' (/ws)' if pages else 'off (--http-port 0)'}")
+    if config.auth != "password" and config.token_key_file:
+        click.echo(f"  logins              {config.auth} (tokens {config.token_alg})")
     click.echo(f"  processes           {len(config.gateways)} gateway(s), {len(config.shards)} shard(s): "
                + ", ".join(f"{name} pid {pid}" for name, pid in pids.items()))
     click.echo(f"  database            {config.db_url}")

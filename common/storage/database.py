@@ -72,6 +72,7 @@ class Database:
             cur.execute("SELECT version FROM schema_version")
             row = cur.fetchone()
             version = int(row[0]) if row else 0
+            existing = version > 0  # a new database is created, not "migrated"
             if version > SCHEMA_VERSION:
                 raise SchemaError(f"database schema version {version} is newer than this chatcluster "
                                   f"(which knows up to {SCHEMA_VERSION}); upgrade chatcluster")
@@ -83,7 +84,7 @@ class Database:
                 else:
                     cur.execute("UPDATE schema_version SET version = ?", (target,))
                 self._commit(conn)
-                if version:
+                if existing:
                     log.info(" database schema migrated from v%d to v%d", version, target)
                 version = target
         return version
