@@ -145,6 +145,25 @@ def render_result(console: Console, result: dict) -> None:
         + ("" if completeness is None else f" ({100 * completeness:.3f} %)")
         + f", S_ERROR {c['errors']}, dead {c['dead']}, unknown own ids {c['unknown_own']}, "
           f"wrong room {c['wrong_room']}, undecodable {c['undecodable']}, unsent {c['unsent']}", style=style))
+    churn = c.get("churn")
+    if churn is not None:
+        bad = any(result["failures"].get(k) for k in ("missed", "resumes_in_window_not_recovered", "duplicates",
+                                                       "missing_deliveries", "extra_deliveries"))
+        console.print(Text(
+            f"Churn ({run.get('churn', 0):g}/s): {churn['drops']:,} drops, {churn['resumes']:,} resumes "
+            f"({churn['resumes_recovered']:,} recovered, {churn['resumes_not_recovered']:,} not, of which "
+            f"{churn['resumes_in_window_not_recovered']:,} within the window), missed {churn['missed']:,}, "
+            f"duplicates {c['duplicates']}, replayed {churn['replayed']:,}, resent {churn['resent']:,}, "
+            f"resend echoes {churn['resend_echoes']:,}; retries: resume {churn['resume_retries']:,}, login "
+            f"{churn['relogin_retries']:,}; sends skipped while away {churn['skipped_offline']:,}",
+            style="bold red" if bad else "green"))
+        console.print(Text(
+            f"  judged under churn: {churn['judged']} (live fan-out from the notices: "
+            f"{c.get('expected_live_deliveries', 0):,}); own copies that came by a replay or a resend are not "
+            f"timed ({churn['own_recovered']:,})"
+            + ("" if churn["every_resume_in_window"] else
+               "; some resumes were outside the window (recovered = false for a reason of their own): misses "
+               "and missing deliveries are reported, not failed"), style="dim"))
     for name, value in result["failures"].items():
         console.print(Text(f"FAIL: {name} = {value:,}", style="bold red"))
     for line in result.get("errors_sample", []):

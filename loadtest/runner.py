@@ -275,10 +275,15 @@ def run_bench(opts: BenchOptions, ui: Display) -> dict:
             "gateways": opts.gateways if cluster else None,
             "setup_s": round(setup_s, 3), "grace_used_s": round(grace_used, 3), "grace_ended_early": ended_early,
             "members_mismatch": sum(f.get("members_mismatch", 0) for f in finals.values()),
+            "churn": p.churn,
+            "reconnecting_at_end": sum(f.get("reconnecting_at_end", 0) for f in finals.values()),
             "loadgen_parent_cpu_s": round(time.process_time(), 3),
             "loadgen_loop": next((f.get("loop") for f in finals.values()), None),
             "cpus": os.cpu_count(),
         }
+        if result["run"]["reconnecting_at_end"]:  # dropped and never back in the room: it missed the end
+            result["failures"]["reconnecting_at_end"] = result["run"]["reconnecting_at_end"]
+            result["ok"] = False
         return result
     except RunAborted:
         if cluster is not None:
