@@ -135,6 +135,11 @@ def render_result(console: Console, result: dict) -> None:
     else:
         console.print(Text("Server queues & buffers: no status endpoints (pass --data-dir)", style="yellow"))
 
+    hist = [h for h in server.get("history", []) if isinstance(h, dict)]
+    if hist:
+        console.print("Shards' history at the end (/status): " + ", ".join(
+            f"{h.get('bytes', 0) / 1e6:.1f} MB ({h.get('messages', 0):,} msgs, evicted {h.get('evicted', 0):,})"
+            for h in hist))
     c = result["correctness"]
     ok = result["ok"]
     style = "green" if ok else "bold red"

@@ -266,6 +266,8 @@ def run_bench(opts: BenchOptions, ui: Display) -> dict:
             "rows": [{"sec": row["sec"], **server_window(samples, t0 + p.warmup + row["sec"] - row["seconds"],
                                                          t0 + p.warmup + row["sec"])} for row in result["rows"]],
             "total": server_total,
+            # each shard's `history` from its last /status sample (taken after the grace period)
+            "history": [shard.get("history") for shard in samples[-1].shards] if samples else [],
         }
         result["run"] = {
             "host": host, "port": port, "transport": opts.transport, "tls": opts.tls,
