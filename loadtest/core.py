@@ -339,6 +339,8 @@ class BenchClient:
         What was in flight may have to be sent again after the resume.
         """
         self.pending = b""
+        if self.replay_head:  # a replay cut short: what came of it is counted, the next resume asks for the rest
+            self.counters.replayed += max(0, self.seq.last - self.resume_since)
         self.replay_head = 0
         self.resuming = False
         self.at_drop = list(self.outstanding)
@@ -372,7 +374,6 @@ class BenchClient:
         c.resumes += 1
         if res.recovered:
             c.resumes_recovered += 1
-            c.replayed += max(0, res.head_seq - since)
             self.epoch = res.epoch
             self.replay_head = res.head_seq
             if self.seq.last >= res.head_seq:
@@ -391,6 +392,8 @@ class BenchClient:
 
     def _replay_done(self) -> None:
         """The replay reached head_seq: send again, with the same key, what was in flight and never came back."""
+        if self.replay_head:
+            self.counters.replayed += max(0, self.replay_head - self.resume_since)
         self.replay_head = 0
         todo = [cid for cid in self.at_drop if cid in self.outstanding]
         self.at_drop = []
