@@ -55,6 +55,10 @@ class Retry(Exception):
     """A step of a reconnection failed in a way worth another try."""
 
 
+class GiveUp(Exception):
+    """The resume was refused for good (the room is gone, say): the client is out of the run."""
+
+
 @dataclass
 class WorkerSpec:
     index: int
@@ -309,13 +313,12 @@ class Worker:
                         await asyncio.sleep(delay)  # a shard restoring the room: try again on this connection
                         delay = min(2 * delay, RECONNECT_MAX)
                         continue
-                    raise SetupError(f"{client.name}: resume refused: {_describe_refusal(kind, msg)}")
-            except Retry as exc:
+                    raise GiveUp(f"resume refused: {_describe_refusal(kind, msg)}")
+            except (Retry, SetupError) as exc:  # SetupError: cannot connect, no answer, connection closed
                 why = str(exc)
-            except SetupError as exc:
-                why = str(exc)
-                if "resume refused" in why:
-                    break
+            except GiveUp as exc:
+                client._sample_error(f"{client.name}: {exc}")
+                break
             c.relogin_retries += 1
             client.dropped()  # a half-made connection: forget what it was in the middle of
             if proto is not None and proto.alive:
