@@ -59,6 +59,7 @@ CHURN_FIELDS = (
     "relogin_retries",   # logins after a drop refused (server busy) or failed, and tried again
     "missed",            # seq holes after a resume that it did not fill (recovered = false: head_seq - since_seq)
     "replayed",          # messages a recovered resume brought (head_seq - since_seq), counted in deliveries too
+    "lost_at_drop",      # messages that went down with a dropped connection, never written: a resend must bring them
     "resent",            # own messages sent again, same idempotency key, after a resume's replay was complete
     "resend_echoes",     # own copies of a resent key whose original was already seen (not duplicates)
     "own_recovered",     # own copies that came by a replay or after a resend (not timed)

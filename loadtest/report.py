@@ -158,7 +158,8 @@ def render_result(console: Console, result: dict) -> None:
             f"Churn ({run.get('churn', 0):g}/s): {churn['drops']:,} drops, {churn['resumes']:,} resumes "
             f"({churn['resumes_recovered']:,} recovered, {churn['resumes_not_recovered']:,} not, of which "
             f"{churn['resumes_in_window_not_recovered']:,} within the window), missed {churn['missed']:,}, "
-            f"duplicates {c['duplicates']}, replayed {churn['replayed']:,}, resent {churn['resent']:,}, "
+            f"duplicates {c['duplicates']}, replayed {churn['replayed']:,}, resent {churn['resent']:,} "
+            f"({churn['lost_at_drop']:,} went down with their connection), "
             f"resend echoes {churn['resend_echoes']:,}; retries: resume {churn['resume_retries']:,}, login "
             f"{churn['relogin_retries']:,}; sends skipped while away {churn['skipped_offline']:,}",
             style="bold red" if bad else "green"))

@@ -9,7 +9,8 @@ extra buffering; protocols.py), over raw TCP or WebSocket, with or without TLS.
 
 With --churn, each process also drops connections of its clients at random
 (a Poisson process of churn/P per second, from the start until CHURN_STOP_S
-before the last send), and reconnects each: a new connection, a login, a
+before the last send; half of the drops take the client's next message down
+with them, unwritten, so that only a resend can bring it), and reconnects each: a new connection, a login, a
 resuming join (retried with back-off while a shard answers UNAVAILABLE).
 What the resume means is BenchClient's to judge (core.py); the sends due
 while a client is away are skipped (`skipped_offline`).
@@ -49,6 +50,7 @@ CHURN_STOP_S = 2.0          # no drop in the last seconds of sending: every clie
 RECONNECT_FIRST = 0.05      # back-off of a reconnection (connect, login, resume): first wait, doubling ...
 RECONNECT_MAX = 1.0         # ... up to this
 RECONNECT_FOR = 20.0        # a client not back in its room after this long is given up (counted dead)
+LOSE_SHARE = 0.5            # drops that take the client's next message down with them (it must be resent)
 
 
 class Retry(Exception):
@@ -98,6 +100,7 @@ class Worker:
                                     churn=self.profile.churn > 0, room_size=sizes[self.profile.room_of(i)])
                         for i in self.indices]
         self.offline = [False] * len(self.clients)  # dropped (--churn) and not back in the room yet
+        self.scheds: list[SendSchedule | None] = [None] * len(self.clients)
         self.reconnects: set[asyncio.Task] = set()
         self.ssl = client_context(spec.ca) if spec.tls else None
         self.protos: list[BenchProtocol | None] = [None] * len(self.clients)
@@ -277,14 +280,23 @@ class Worker:
             online = [s for s, away in enumerate(self.offline)
                       if not away and (proto := self.protos[s]) is not None and proto.alive]
             if online:
-                self._drop(rng.choice(online))
+                self._drop(rng.choice(online), rng.random() < LOSE_SHARE)
 
-    def _drop(self, slot: int) -> None:
+    def _drop(self, slot: int, lose_next: bool = False) -> None:
+        """Drop the connection; with lose_next, the client's next message goes down with it, never written."""
         proto = self.protos[slot]
         assert proto is not None
+        client = self.clients[slot]
+        sched = self.scheds[slot]
         self.offline[slot] = True
-        self.counters.drops += 1
-        self.clients[slot].dropped()
+        c = self.counters
+        c.drops += 1
+        if lose_next and sched is not None and (due := sched.next_due_ns()) is not None:
+            for n in sched.take_due(due):  # sent as far as the client knows: only a resend can bring it
+                client.chat_frame(n, sched.measured(n), self.pool.text(self.rng, self.mix.sample(self.rng)),
+                                  monotonic_ns())
+                c.lost_at_drop += 1
+        client.dropped()
         proto.drop()
         task = asyncio.create_task(self._reconnect(slot))
         self.reconnects.add(task)
@@ -367,7 +379,8 @@ class Worker:
 
         sizes = p.room_sizes()
         for slot in slots:
-            self._arm(slot, SendSchedule(t0_ns, p.rps, draw_phase(self.rng, p.rps), p.warmup, p.duration))
+            sched = self.scheds[slot] = SendSchedule(t0_ns, p.rps, draw_phase(self.rng, p.rps), p.warmup, p.duration)
+            self._arm(slot, sched)
         ticks = asyncio.create_task(self._ticks(t0_ns))
         churn = asyncio.create_task(self._churn(t0_ns)) if p.churn > 0 else None
         finish = asyncio.create_task(self.command("finish"))

@@ -35,6 +35,7 @@ def test_churn_resumes_recover_everything_with_no_miss_and_no_duplicate(tmp_path
     assert churn["missed"] == 0 and c["duplicates"] == 0 and c["gaps"] == 0 and c["reorders"] == 0
     assert c["lost"] == 0 and c["errors"] == 0 and c["dead"] == 0 and c["unsent"] == 0
     assert churn["replayed"] > 0  # the drops fell while the room was talking
+    assert churn["resent"] >= churn["lost_at_drop"] > 0  # sent again after the replay, broadcast once (below)
     # Every member of a room (10) got every measured message once, live or replayed.
     assert c["delivered"] == c["expected_deliveries"] == churn["expected_all"] == c["measured_sent"] * 10
     assert r["ok"] and r["failures"] == {} and r["exit_status"] == 0
