@@ -259,6 +259,7 @@ def run_bench(opts: BenchOptions, ui: Display) -> dict:
                     finals[msg[1]] = msg[2]
         sampler.stop()
         samples = list(sampler.samples)
+        last_sample = sampler.sample_once()  # after the workers' last figures: what the shards hold at the end
         server_total = server_window(samples, t0 + p.warmup, t0 + p.send_seconds)
         result = agg.finish(finals, server_total.get("gw_writes_s"))
         result["server"] = {
@@ -266,8 +267,8 @@ def run_bench(opts: BenchOptions, ui: Display) -> dict:
             "rows": [{"sec": row["sec"], **server_window(samples, t0 + p.warmup + row["sec"] - row["seconds"],
                                                          t0 + p.warmup + row["sec"])} for row in result["rows"]],
             "total": server_total,
-            # each shard's `history` from its last /status sample (taken after the grace period)
-            "history": [shard.get("history") for shard in samples[-1].shards] if samples else [],
+            # each shard's `history` from its /status once the workers have sent their last figures
+            "history": [shard.get("history") for shard in last_sample.shards],
         }
         result["run"] = {
             "host": host, "port": port, "transport": opts.transport, "tls": opts.tls,
