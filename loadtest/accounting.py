@@ -48,6 +48,24 @@ ERROR_FIELDS = (
     "undecodable",    # frames that would not parse (protobuf) or framing errors
     "unsent",         # scheduled messages not sent because the connection was gone
 )
+#: Churn (--churn RATE): connections the bench drops on purpose, and what the resumes brought back.
+CHURN_FIELDS = (
+    "drops",             # connections the bench dropped on purpose
+    "resumes",           # resuming joins answered (S_JOIN_ROOM_RES to resume = true)
+    "resumes_recovered",      # ... with recovered = true
+    "resumes_not_recovered",  # ... with recovered = false
+    "resumes_in_window_not_recovered",  # ... false although the same epoch and oldest_seq <= since+1: a failure
+    "resume_retries",    # resumes answered S_ERROR UNAVAILABLE (a shard restoring the room) and tried again
+    "relogin_retries",   # logins after a drop refused (server busy) or failed, and tried again
+    "missed",            # seq holes after a resume that it did not fill (recovered = false: head_seq - since_seq)
+    "replayed",          # messages a recovered resume brought (head_seq - since_seq), counted in deliveries too
+    "lost_at_drop",      # messages that went down with a dropped connection, never written: a resend must bring them
+    "resent",            # own messages sent again, same idempotency key, after a resume's replay was complete
+    "resend_echoes",     # own copies of a resent key whose original was already seen (not duplicates)
+    "own_recovered",     # own copies that came by a replay or after a resend (not timed)
+    "skipped_offline",   # sends due while the client was reconnecting: not sent (not an error)
+    "expected_all",      # measured messages x the room's bench clients: under churn, live + replayed must match
+)
 #: Schedule keeping: is the load generator itself the bottleneck?
 LAG_FIELDS = (
     "lag_sum_us",     # sum over sends of (send time - due time)
@@ -55,7 +73,7 @@ LAG_FIELDS = (
 )
 LATE_US = 10_000
 
-ALL_FIELDS = RATE_FIELDS + MEASURE_FIELDS + ERROR_FIELDS + LAG_FIELDS + ("warmup_lost",)
+ALL_FIELDS = RATE_FIELDS + MEASURE_FIELDS + ERROR_FIELDS + LAG_FIELDS + ("warmup_lost",) + CHURN_FIELDS
 
 
 class Counters:
@@ -85,10 +103,37 @@ def sub_counts(later: dict[str, int], earlier: dict[str, int]) -> dict[str, int]
     return {k: v - earlier.get(k, 0) for k, v in later.items()}
 
 
-def correctness_failures(counts: dict[str, int]) -> dict[str, int]:
-    """Every correctness counter that is not zero, plus deliveries that differ from the expected fan-out."""
+def every_resume_in_window(counts: dict[str, int]) -> bool:
+    """No resume said recovered = false for a reason of its own (another epoch, a position older than memory)."""
+    return counts.get("resumes_not_recovered", 0) == counts.get("resumes_in_window_not_recovered", 0)
+
+
+def correctness_failures(counts: dict[str, int], churn: bool = False) -> dict[str, int]:
+    """Every correctness counter that is not zero, plus deliveries that differ from the expected fan-out.
+
+    Without churn every member stays in its room, so the deliveries of the
+    measured messages must equal, exactly, their count times the member count
+    each sender saw when it sent. Under churn that count moves with the
+    leave and join notices and races the server's own view, so the exact
+    check is another: every bench client of a room must end up with every
+    message of the room once, live or replayed by a resume (deliveries ==
+    measured x the room's bench clients, `expected_all`), on top of each
+    client's seq running without a hole or a repeat across its connections.
+    A resume that said recovered = false with the same epoch and oldest_seq
+    <= since_seq + 1 is a failure; one that did for a reason of its own
+    excuses the misses and missing deliveries (they are still reported).
+    """
     bad = {k: counts.get(k, 0) for k in ERROR_FIELDS if counts.get(k, 0)}
-    missing = counts.get("expected", 0) - counts.get("delivered", 0)
+    if churn:
+        if counts.get("resumes_in_window_not_recovered", 0):
+            bad["resumes_in_window_not_recovered"] = counts["resumes_in_window_not_recovered"]
+        if not every_resume_in_window(counts):
+            return bad
+        if counts.get("missed", 0):
+            bad["missed"] = counts["missed"]
+        missing = counts.get("expected_all", 0) - counts.get("delivered", 0)
+    else:
+        missing = counts.get("expected", 0) - counts.get("delivered", 0)
     if missing > 0:
         bad["missing_deliveries"] = missing
     elif missing < 0:
@@ -119,6 +164,15 @@ class SeqCheck:
             counters.duplicates += 1
         else:
             counters.reorders += 1
+
+    def see_resumed(self, seq: int, counters: Counters) -> None:
+        """The same check after a resume: a hole now is a message the resume did not bring (`missed`)."""
+        last = self.last
+        if seq > last + 1:
+            counters.missed += seq - last - 1
+            self.last = seq
+        else:
+            self.see(seq, counters)
 
 
 # ---------------------------------------------------------------------------- latency

@@ -83,6 +83,10 @@ def _mix(ctx: click.Context, param: click.Parameter, value: str) -> str:
               help="setup requests in flight at once (logins cost the server a scrypt hash each)")
 @click.option("--latency-from", type=click.Choice(["send", "schedule"]), default="send", show_default=True,
               help="start latency at the actual send, or at the scheduled time (counts load-generator lag too)")
+@click.option("--churn", type=click.FloatRange(0.0), default=0.0, show_default=True, metavar="RATE",
+              help="drop this many client connections per second (all processes) while the load runs; each "
+                   "client logs in again, resumes its room and sends again what never came back; missed "
+                   "messages and duplicates across the resumes make the exit status 1")
 @click.option("--seed", type=int, default=None, help="random seed for phases and payloads [default: random]")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), default=None,
               help="write every figure to this file")
@@ -93,7 +97,7 @@ def bench(clients: int, rooms: int, rps: float, duration: int, warmup: int, grac
           host: str, port: int, transport: str, http_port: int, tls: bool, ca: str | None,
           data_dir: str | None, spawn: bool, shards: int, gateways: int,
           spawn_args: tuple[str, ...],
-          procs: str, login_concurrency: int, latency_from: str, seed: int | None, json_path: str | None,
+          procs: str, login_concurrency: int, latency_from: str, churn: float, seed: int | None, json_path: str | None,
           plot_path: str | None, live: bool | None) -> None:
     """Load-test a cluster with the seed's scenario and print its KPI tables.
 
@@ -121,7 +125,7 @@ def bench(clients: int, rooms: int, rps: float, duration: int, warmup: int, grac
     profile = Profile(clients=clients, rooms=rooms, rps=rps, duration=duration, warmup=warmup, grace=grace,
                       interval=interval, mix=mix, runtag=runtag,
                       seed=seed if seed is not None else secrets.randbits(32), password=PASSWORD,
-                      latency_from=latency_from)
+                      latency_from=latency_from, churn=churn)
     try:
         profile.validate()
     except ValueError as exc:

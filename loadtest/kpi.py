@@ -16,10 +16,12 @@ from dataclasses import asdict
 from hdrh.histogram import HdrHistogram
 
 from .accounting import (
+    CHURN_FIELDS,
     ERROR_FIELDS,
     add_counts,
     correctness_failures,
     decode_histogram,
+    every_resume_in_window,
     latency_buckets,
     latency_summary,
     new_histogram,
@@ -83,13 +85,17 @@ def headline(window: dict[str, int], seconds: float, server_writes_per_s: float 
     else:
         send_ops, source = window.get("io_r", 0) / seconds, "client reads (no server status)"
     measured = final.get("measured_sent", 0)
+    churn = bool(final.get("drops", 0))
     return {
         "throughput_msgs_s": throughput,
         "bc_deliveries_s": deliveries,
         "bandwidth_out_MB_s": window.get("bytes_r", 0) / seconds / 1e6,
         "bandwidth_in_MB_s": window.get("bytes_s", 0) / seconds / 1e6,
         "fanout": final.get("delivered", 0) / measured if measured else None,
-        "fanout_expected": final.get("expected", 0) / measured if measured else None,
+        # under churn: every bench client of the room, live or replayed (the live count is fanout_live_expected)
+        "fanout_expected": (final.get("expected_all" if churn else "expected", 0) / measured
+                            if measured else None),
+        "fanout_live_expected": final.get("expected", 0) / measured if measured else None,
         "send_ops_s": send_ops,
         "send_ops_source": source,
         "sg_efficiency": deliveries / send_ops if send_ops else None,
@@ -216,7 +222,19 @@ class Aggregator:
             "completeness": (final_counts.get("delivered", 0) / final_counts["expected"]
                              if final_counts.get("expected") else None),
         })
-        failures = correctness_failures(final_counts)
+        churn = p.churn > 0
+        if churn:
+            correctness["churn"] = {k: final_counts.get(k, 0) for k in CHURN_FIELDS}
+            correctness["churn"]["every_resume_in_window"] = every_resume_in_window(final_counts)
+            correctness["churn"]["judged"] = (
+                "deliveries (live + replayed) == measured messages x the room's bench clients, and each "
+                "client's seq without a hole or repeat across its connections; the live fan-out from the "
+                "join/leave notices is shown, not judged")
+            correctness["expected_deliveries"] = final_counts.get("expected_all", 0)
+            correctness["expected_live_deliveries"] = final_counts.get("expected", 0)
+            correctness["completeness"] = (final_counts.get("delivered", 0) / final_counts["expected_all"]
+                                           if final_counts.get("expected_all") else None)
+        failures = correctness_failures(final_counts, churn)
         loadgen = self._loadgen_health(window, seconds)
         return {
             "profile": {**asdict(p), "target_msgs_s": p.target_msgs_per_s,
@@ -257,7 +275,8 @@ class Aggregator:
 
     def _loadgen_health(self, window: dict[str, int], seconds: float) -> dict:
         p = self.profile
-        target = p.target_msgs_per_s * seconds
+        # sends due while a client was reconnecting (--churn) are not the load generator's lag
+        target = p.target_msgs_per_s * seconds - window.get("skipped_offline", 0)
         sent_ratio = window.get("app_in", 0) / target if target else 1.0
         lag = lag_figures(window)
         cpu = self.cpu_window()

@@ -123,6 +123,7 @@ class Profile:
     seed: int = 0
     password: str = PASSWORD
     latency_from: str = "send"     # send | schedule (the schedule corrects for coordinated omission)
+    churn: float = 0.0             # connections dropped per second (all processes), each followed by a resume
 
     def validate(self) -> None:
         if self.rooms < 1:
@@ -135,6 +136,8 @@ class Profile:
             raise ValueError("--duration and --interval must be >= 1, --warmup and --grace >= 0")
         if max(self.room_sizes()) > MAX_MEMBERS:
             raise ValueError(f"rooms of {max(self.room_sizes())} members exceed the server's {MAX_MEMBERS}")
+        if self.churn < 0:
+            raise ValueError("--churn must be >= 0")
         if self.latency_from not in ("send", "schedule"):
             raise ValueError("latency_from must be 'send' or 'schedule'")
         PayloadMix.parse(self.mix)

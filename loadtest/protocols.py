@@ -49,9 +49,11 @@ class BenchProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.alive = False
         self.waiter: asyncio.Future | None = None
+        self.dropped = False  # the bench dropped this connection on purpose (--churn): not a death
         self.data_received = client.receive  # type: ignore[method-assign]
         client.on_reply = self._on_reply
         client.on_broken = self._close
+        client.send_now = self.write  # resends after a resume
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -63,7 +65,7 @@ class BenchProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.alive = False
-        if not self.worker.closing:
+        if not self.worker.closing and not self.dropped:
             self.client.counters.dead += 1
             self.client._sample_error(f"{self.client.name}: connection closed by the server"
                                       + (f" ({exc})" if exc else ""))
@@ -94,6 +96,13 @@ class BenchProtocol(asyncio.Protocol):
     def _on_reply(self, kind: int, msg: object) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result((kind, msg))
+
+    def drop(self) -> None:
+        """Churn: drop the connection at once (a reset; whatever was not yet sent is lost, as in an outage)."""
+        self.dropped = True
+        self.alive = False
+        if self.transport is not None:
+            self.transport.abort()
 
     def finish(self) -> None:
         """The run is over: drop the connection without waiting for anything."""
@@ -138,7 +147,7 @@ class WsBenchProtocol(BenchProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail_open("connection closed during the WebSocket handshake")
         ws = self.ws
-        if ws.close_code is not None and not self.worker.closing:
+        if ws.close_code is not None and not self.worker.closing and not self.dropped:
             self.client._sample_error(f"{self.client.name}: WebSocket closed by the server: {ws.close_code} "
                                       f"{ws.close_reason}")
         super().connection_lost(exc)

@@ -259,6 +259,7 @@ def run_bench(opts: BenchOptions, ui: Display) -> dict:
                     finals[msg[1]] = msg[2]
         sampler.stop()
         samples = list(sampler.samples)
+        last_sample = sampler.sample_once()  # after the workers' last figures: what the shards hold at the end
         server_total = server_window(samples, t0 + p.warmup, t0 + p.send_seconds)
         result = agg.finish(finals, server_total.get("gw_writes_s"))
         result["server"] = {
@@ -266,6 +267,8 @@ def run_bench(opts: BenchOptions, ui: Display) -> dict:
             "rows": [{"sec": row["sec"], **server_window(samples, t0 + p.warmup + row["sec"] - row["seconds"],
                                                          t0 + p.warmup + row["sec"])} for row in result["rows"]],
             "total": server_total,
+            # each shard's `history` from its /status once the workers have sent their last figures
+            "history": [shard.get("history") for shard in last_sample.shards],
         }
         result["run"] = {
             "host": host, "port": port, "transport": opts.transport, "tls": opts.tls,
@@ -275,10 +278,15 @@ def run_bench(opts: BenchOptions, ui: Display) -> dict:
             "gateways": opts.gateways if cluster else None,
             "setup_s": round(setup_s, 3), "grace_used_s": round(grace_used, 3), "grace_ended_early": ended_early,
             "members_mismatch": sum(f.get("members_mismatch", 0) for f in finals.values()),
+            "churn": p.churn,
+            "reconnecting_at_end": sum(f.get("reconnecting_at_end", 0) for f in finals.values()),
             "loadgen_parent_cpu_s": round(time.process_time(), 3),
             "loadgen_loop": next((f.get("loop") for f in finals.values()), None),
             "cpus": os.cpu_count(),
         }
+        if result["run"]["reconnecting_at_end"]:  # dropped and never back in the room: it missed the end
+            result["failures"]["reconnecting_at_end"] = result["run"]["reconnecting_at_end"]
+            result["ok"] = False
         return result
     except RunAborted:
         if cluster is not None:

@@ -7,6 +7,14 @@ Each process handles the clients i with i % P == k, on uvloop when
 available, with asyncio Protocols (no streams: one callback per read, no
 extra buffering; protocols.py), over raw TCP or WebSocket, with or without TLS.
 
+With --churn, each process also drops connections of its clients at random
+(a Poisson process of churn/P per second, from the start until CHURN_STOP_S
+before the last send; half of the drops take the client's next message down
+with them, unwritten, so that only a resend can bring it), and reconnects each: a new connection, a login, a
+resuming join (retried with back-off while a shard answers UNAVAILABLE).
+What the resume means is BenchClient's to judge (core.py); the sends due
+while a client is away are skipped (`skipped_offline`).
+
 Pipe messages (tuples, pickled by multiprocessing):
   parent -> worker: ("create",) ("join", [room ids]) ("start", t0_ns) ("finish",)
   worker -> parent: ("progress", k, phase, done) ("ready", k, phase, data) ("tick", k, report)
@@ -38,6 +46,19 @@ from .tls import client_context
 monotonic_ns = time.monotonic_ns
 EARLY_NS = 500_000          # a send due within 0.5 ms is sent now rather than re-arming a timer
 DRAIN_PERIOD = 0.1
+CHURN_STOP_S = 2.0          # no drop in the last seconds of sending: every client is back before the end
+RECONNECT_FIRST = 0.05      # back-off of a reconnection (connect, login, resume): first wait, doubling ...
+RECONNECT_MAX = 1.0         # ... up to this
+RECONNECT_FOR = 20.0        # a client not back in its room after this long is given up (counted dead)
+LOSE_SHARE = 0.5            # drops that take the client's next message down with them (it must be resent)
+
+
+class Retry(Exception):
+    """A step of a reconnection failed in a way worth another try."""
+
+
+class GiveUp(Exception):
+    """The resume was refused for good (the room is gone, say): the client is out of the run."""
 
 
 @dataclass
@@ -73,8 +94,14 @@ class Worker:
         self.errors: list[str] = []
         self.closing = False
         self.indices = list(clients_of(spec.index, spec.procs, self.profile.clients))
+        sizes = self.profile.room_sizes()
         self.clients = [BenchClient(i, self.profile.name(i), self.counters, self.hist, self.profile.clients,
-                                    None, self.errors, json=spec.transport == "ws-json") for i in self.indices]
+                                    None, self.errors, json=spec.transport == "ws-json",
+                                    churn=self.profile.churn > 0, room_size=sizes[self.profile.room_of(i)])
+                        for i in self.indices]
+        self.offline = [False] * len(self.clients)  # dropped (--churn) and not back in the room yet
+        self.scheds: list[SendSchedule | None] = [None] * len(self.clients)
+        self.reconnects: set[asyncio.Task] = set()
         self.ssl = client_context(spec.ca) if spec.tls else None
         self.protos: list[BenchProtocol | None] = [None] * len(self.clients)
         self.commands: asyncio.Queue = asyncio.Queue()
@@ -116,7 +143,8 @@ class Worker:
         self.send("progress", self.spec.index, phase, self.done_count)
 
     # ---- setup ----------------------------------------------------------------------
-    async def _login(self, slot: int, sem: asyncio.Semaphore) -> None:
+    async def _connect(self, slot: int) -> BenchProtocol:
+        """A new connection for the client in this slot (made its protocol), opened; SetupError if not."""
         loop = asyncio.get_running_loop()
         client = self.clients[slot]
         spec = self.spec
@@ -127,15 +155,21 @@ class Worker:
             def factory() -> BenchProtocol:
                 return WsBenchProtocol(client, self, spec.host, spec.port)
         tls = {"ssl": self.ssl, "server_hostname": spec.host} if self.ssl is not None else {}
+        try:
+            _, proto = await asyncio.wait_for(
+                loop.create_connection(factory, spec.host, spec.port, **tls), spec.connect_timeout)
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
+            raise SetupError(f"{client.name}: cannot connect to {spec.host}:{spec.port}"
+                             f"{' (TLS)' if tls else ''}: {exc}") from None
+        self.protos[slot] = proto
+        await proto.opened(spec.connect_timeout)
+        return proto
+
+    async def _login(self, slot: int, sem: asyncio.Semaphore) -> None:
+        client = self.clients[slot]
+        spec = self.spec
         async with sem:
-            try:
-                _, proto = await asyncio.wait_for(
-                    loop.create_connection(factory, spec.host, spec.port, **tls), spec.connect_timeout)
-            except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
-                raise SetupError(f"{client.name}: cannot connect to {spec.host}:{spec.port}"
-                                 f"{' (TLS)' if tls else ''}: {exc}") from None
-            self.protos[slot] = proto
-            await proto.opened(spec.connect_timeout)
+            proto = await self._connect(slot)
             kind, msg = await proto.request(client.login_frame(self.profile.password), spec.reply_timeout)
             if kind != MsgId.S_LOGIN_RES or not msg.success:
                 raise SetupError(f"{client.name}: login refused: {_describe_refusal(kind, msg)}")
@@ -177,7 +211,11 @@ class Worker:
         c = self.counters
         rng, mix, pool = self.rng, self.mix, self.pool
         from_schedule = self.profile.latency_from == "schedule"
+        offline = self.offline[slot]
         for n in sched.take_due(now + EARLY_NS):
+            if offline:
+                c.skipped_offline += 1
+                continue
             if proto is None or not proto.alive:
                 c.unsent += 1
                 continue
@@ -212,14 +250,104 @@ class Worker:
             self.send("tick", self.spec.index, self._tick_report(k))
 
     def _in_flight(self) -> int:
-        return sum(client.measured_in_flight() for client in self.clients)
+        """Measured messages whose own copy is still awaited, and clients still on their way back (churn)."""
+        return sum(client.measured_in_flight() for client in self.clients) + sum(self.offline)
 
     async def _drain(self) -> None:
+        churn = self.profile.churn > 0
         while True:
             c = self.counters
             self.send("drain", self.spec.index,
-                      {"in_flight": self._in_flight(), "expected": c.expected, "delivered": c.delivered})
+                      {"in_flight": self._in_flight(), "expected": c.expected_all if churn else c.expected,
+                       "delivered": c.delivered})
             await asyncio.sleep(DRAIN_PERIOD)
+
+    # ---- churn --------------------------------------------------------------------------
+    async def _churn(self, t0_ns: int) -> None:
+        """Drop a random connected client's connection at random times (Poisson, churn/P per second)."""
+        p = self.profile
+        rate = p.churn / self.spec.procs
+        end_ns = t0_ns + int((p.send_seconds - CHURN_STOP_S) * NS)
+        rng = random.Random(f"{p.seed}/churn/{self.spec.index}")
+        at = t0_ns
+        while True:
+            at += int(rng.expovariate(rate) * NS)
+            if at >= end_ns:
+                return
+            delay = (at - monotonic_ns()) / NS
+            if delay > 0:
+                await asyncio.sleep(delay)
+            online = [s for s, away in enumerate(self.offline)
+                      if not away and (proto := self.protos[s]) is not None and proto.alive]
+            if online:
+                self._drop(rng.choice(online), rng.random() < LOSE_SHARE)
+
+    def _drop(self, slot: int, lose_next: bool = False) -> None:
+        """Drop the connection; with lose_next, the client's next message goes down with it, never written."""
+        proto = self.protos[slot]
+        assert proto is not None
+        client = self.clients[slot]
+        sched = self.scheds[slot]
+        self.offline[slot] = True
+        c = self.counters
+        c.drops += 1
+        if lose_next and sched is not None and (due := sched.next_due_ns()) is not None:
+            for n in sched.take_due(due):  # sent as far as the client knows: only a resend can bring it
+                client.chat_frame(n, sched.measured(n), self.pool.text(self.rng, self.mix.sample(self.rng)),
+                                  monotonic_ns())
+                c.lost_at_drop += 1
+        client.dropped()
+        proto.drop()
+        task = asyncio.create_task(self._reconnect(slot))
+        self.reconnects.add(task)
+        task.add_done_callback(self.reconnects.discard)
+
+    async def _reconnect(self, slot: int) -> None:
+        """A new connection, a login and a resume for a dropped client, with back-off; given up after a while."""
+        client = self.clients[slot]
+        spec = self.spec
+        c = self.counters
+        delay = RECONNECT_FIRST
+        deadline = time.monotonic() + RECONNECT_FOR
+        while not self.closing:
+            proto: BenchProtocol | None = None
+            try:
+                proto = await self._connect(slot)
+                kind, msg = await proto.request(client.login_frame(self.profile.password), spec.reply_timeout)
+                if kind != MsgId.S_LOGIN_RES or not msg.success:
+                    raise Retry(f"login after a drop refused: {_describe_refusal(kind, msg)}")
+                while True:
+                    kind, msg = await proto.request(client.resume_frame(), spec.reply_timeout)
+                    if kind == MsgId.S_JOIN_ROOM_RES and msg.success:
+                        self.offline[slot] = False
+                        return
+                    if kind == MsgId.S_ERROR and msg.code == chat_pb2.UNAVAILABLE and time.monotonic() < deadline:
+                        await asyncio.sleep(delay)  # a shard restoring the room: try again on this connection
+                        delay = min(2 * delay, RECONNECT_MAX)
+                        continue
+                    raise GiveUp(f"resume refused: {_describe_refusal(kind, msg)}")
+            except (Retry, SetupError) as exc:  # SetupError: cannot connect, no answer, connection closed
+                why = str(exc)
+            except GiveUp as exc:
+                client._sample_error(f"{client.name}: {exc}")
+                break
+            c.relogin_retries += 1
+            client.dropped()  # a half-made connection: forget what it was in the middle of
+            if proto is not None and proto.alive:
+                proto.drop()
+            if time.monotonic() + delay > deadline:
+                client._sample_error(f"{client.name}: not back after a drop: {why}")
+                break
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, RECONNECT_MAX)
+        else:
+            return
+        # Given up: the client is out of the run; its later sends count as unsent, its connection as dead.
+        c.dead += 1
+        self.offline[slot] = False
+        proto = self.protos[slot]
+        if proto is not None and proto.alive:
+            proto.drop()
 
     # ---- the whole run -----------------------------------------------------------------
     async def run(self) -> None:
@@ -251,8 +379,10 @@ class Worker:
 
         sizes = p.room_sizes()
         for slot in slots:
-            self._arm(slot, SendSchedule(t0_ns, p.rps, draw_phase(self.rng, p.rps), p.warmup, p.duration))
+            sched = self.scheds[slot] = SendSchedule(t0_ns, p.rps, draw_phase(self.rng, p.rps), p.warmup, p.duration)
+            self._arm(slot, sched)
         ticks = asyncio.create_task(self._ticks(t0_ns))
+        churn = asyncio.create_task(self._churn(t0_ns)) if p.churn > 0 else None
         finish = asyncio.create_task(self.command("finish"))
         done, _ = await asyncio.wait({ticks, finish}, return_when=asyncio.FIRST_COMPLETED)
         if finish in done:  # the parent gave up early (Ctrl-C or another worker failed)
@@ -262,12 +392,18 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(finish), p.grace + 30.0)
             drain.cancel()
+        if churn is not None:
+            churn.cancel()
+        away = sum(self.offline)
+        for task in list(self.reconnects):
+            task.cancel()
         members_mismatch = sum(1 for client in self.clients
                                if client.members != sizes[p.room_of(client.index)])
         for client in self.clients:
             client.settle()
         self.send("final", spec.index, {"counts": self.counters.as_dict(), "hist": encode_histogram(self.hist),
                                         "errors_sample": self.errors, "members_mismatch": members_mismatch,
+                                        "reconnecting_at_end": away,
                                         "cpu_s": time.process_time(), "loop": type(loop).__module__})
         self.closing = True
         for proto in self.protos:

@@ -32,13 +32,15 @@ def request(message: Message) -> str:
                   ensure_ascii=False)
 
 
-def chat_request(text: str, client_msg_id: int) -> str:
+def chat_request(text: str, client_msg_id: int, idempotency_key: int = 0) -> str:
     """C_ROOM_CHAT_REQ exactly as request() prints it, at a fifth of the cost (the bench's every send)."""
     out = '{"type":"C_ROOM_CHAT_REQ"'
     if text:
         out += ',"text":' + _dumps(text, ensure_ascii=False)
     if client_msg_id:
         out += ',"clientMsgId":"' + str(client_msg_id) + '"'
+    if idempotency_key:
+        out += ',"idempotencyKey":"' + str(idempotency_key) + '"'
     return out + "}"
 
 
