@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from clusters import start_cluster
 from databases import scratch_database
 
-from chatcluster.spawn import SpawnedCluster, SpawnError
+from chatcluster.spawn import SpawnedCluster
 
 RunningCluster = SpawnedCluster
-
-
-def start_cluster(data_dir: Path, *args: str, shards: int = 2, gateways: int = 1,
-                  timeout: float = 40.0) -> SpawnedCluster:
-    """A cluster of its own for a test; the fast scrypt cost keeps many logins quick."""
-    try:
-        return SpawnedCluster.start(data_dir, "--scrypt-n", "1024", *args, shards=shards, gateways=gateways,
-                                    timeout=timeout)
-    except SpawnError as exc:
-        raise RuntimeError(str(exc)) from None
 
 
 @pytest.fixture

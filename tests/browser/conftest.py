@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from clusters import start_cluster
 
-from chatcluster.spawn import SpawnedCluster, SpawnError
+from chatcluster.spawn import SpawnedCluster
 
 # chatwire (the TCP test client) lives with the end-to-end tests.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
@@ -91,12 +92,8 @@ def browsers(tmp_path_factory) -> Iterator[Callable[[int], list]]:
 def web_cluster(tmp_path_factory) -> Iterator[SpawnedCluster]:
     """One cluster for the module's tests that do not disturb it (each uses names and rooms of its own).
 
-    The same start as tests/conftest.py's cluster_factory (whose fixtures are per test), with its fast scrypt cost.
+    The same start as tests/conftest.py's cluster_factory (whose fixtures are per test).
     """
-    try:
-        cluster = SpawnedCluster.start(tmp_path_factory.mktemp("web-cluster"), "--scrypt-n", "1024", shards=2,
-                                       timeout=40.0)
-    except SpawnError as exc:
-        raise RuntimeError(str(exc)) from None
+    cluster = start_cluster(tmp_path_factory.mktemp("web-cluster"))
     yield cluster
     cluster.stop()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from chatwire import WireClient
-from conftest import start_cluster
+from clusters import start_cluster
 from test_cluster_flow import unique
 from test_gateways import connect_to
 from waiting import wait_for
