@@ -10,13 +10,12 @@ figure left unnamed.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import urllib.error
 import urllib.request
 
 import pytest
 from chatwire import WireClient, WsClient, pair_in_room
+from promcheck import promtool_problems
 from prometheus_client.parser import text_string_to_metric_families
 from test_cluster_flow import unique
 from waiting import wait_for
@@ -31,16 +30,6 @@ pytestmark = pytest.mark.e2e
 CHATS = 12  # per chatting client
 ADD_IT = ("figures in /status with no metric: give each a row in common/metrics.py's METRICS (a name in "
           "Prometheus' conventions, its type, a HELP that says what it counts), or a reason in LEFT_OUT")
-
-
-def promtool_problems(exposition: bytes) -> str:
-    """What `promtool check metrics` says about an exposition: "" when nothing. Fails, never skips, without it."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool is not installed: apt-get install prometheus (Debian's package has /usr/bin/promtool)")
-    out = subprocess.run([promtool, "check", "metrics"], input=exposition, capture_output=True, timeout=60)
-    text = (out.stdout + out.stderr).decode().strip()
-    return text or ("" if out.returncode == 0 else f"promtool exited {out.returncode}")
 
 
 def scrape(host: str, port: int) -> tuple[bytes, dict]:

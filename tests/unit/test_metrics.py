@@ -9,10 +9,9 @@ The same check on real processes is tests/e2e/test_metrics_live.py.
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 
 import pytest
+from promcheck import promtool_problems
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -30,19 +29,6 @@ from chatcluster.common.metrics import (
 )
 
 UNIT_ABBREVIATIONS = {"s", "ms", "us", "ns", "sec", "b", "kb", "mb", "gb", "tb", "pb", "m", "h", "d"}
-
-
-def promtool_problems(exposition: bytes) -> str:
-    """What `promtool check metrics` says about an exposition: "" when it has nothing to object to.
-
-    Fails (never skips) where promtool is missing: the check is the point.
-    """
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool is not installed: apt-get install prometheus (Debian's package has /usr/bin/promtool)")
-    out = subprocess.run([promtool, "check", "metrics"], input=exposition, capture_output=True, timeout=60)
-    text = (out.stdout + out.stderr).decode().strip()
-    return text or ("" if out.returncode == 0 else f"promtool exited {out.returncode}")
 
 
 def histogram(*values: float) -> dict:
