@@ -174,8 +174,11 @@ class GatewayCore:
     def on_bad_message(self, session: Session, why: str) -> None:
         """A message the adapter could not turn into a frame (WebSocket JSON): an error, and the session goes on."""
         if session.state is not CLOSED:
-            self.stats.bad_requests += 1
-            self.send_error(session, ErrorCode.BAD_REQUEST, why)
+            self._bad_request(session, why)
+
+    def _bad_request(self, session: Session, why: str) -> None:
+        self.stats.bad_requests += 1
+        self.send_error(session, ErrorCode.BAD_REQUEST, why)
 
     def on_slow_consumer(self, session: Session, queued: int) -> None:
         """The client stopped reading and its queue passed the bound: drop it, not the room."""
@@ -242,8 +245,7 @@ class GatewayCore:
         try:
             request = decode_body(msg_id, body)
         except DecodeError:
-            self.stats.bad_requests += 1
-            self.send_error(session, ErrorCode.BAD_REQUEST, f"{MsgId(msg_id).name} does not decode")
+            self._bad_request(session, f"{MsgId(msg_id).name} does not decode")
             return
         if self.verbose:
             log.debug("%s%s %s", logs.ctx(session.id, session.player_id, session.room_id), MsgId(msg_id).name,
@@ -265,8 +267,7 @@ class GatewayCore:
             return
         problem = self.logins.refusal(req, session.address, self.clock())
         if problem is not None:
-            self.stats.login_failures += 1
-            self.send(session, encode(chat_pb2.S_LOGIN_RES(success=False, message=problem)))
+            self._login_refused(session, problem)
             return
         request = self.requests.add(LoginRequest(self.requests.next_id(), session, NEVER, name=req.name))
         self.logins.started()
@@ -308,15 +309,12 @@ class GatewayCore:
             self._pump(session)
             return
         if isinstance(result, BaseException):
-            self.stats.login_failures += 1
             log.error("%slogin of %r failed: database error: %s", logs.ctx(session.id), name, result)
-            self.send(session, encode(chat_pb2.S_LOGIN_RES(
-                success=False, message="login is unavailable right now (database error); try again later")))
+            self._login_refused(session, "login is unavailable right now (database error); try again later")
         elif not result.ok:
-            self.stats.login_failures += 1
             if self.verbose:
                 log.debug("%sS_LOGIN_RES success=false name=%r (%s)", logs.ctx(session.id), name, result.message)
-            self.send(session, encode(chat_pb2.S_LOGIN_RES(success=False, message=result.message)))
+            self._login_refused(session, result.message)
         else:
             self._bind(session, result.player_id, name)
             if result.expires_in:
@@ -387,8 +385,7 @@ class GatewayCore:
 
     def _on_join(self, session: Session, req: chat_pb2.C_JOIN_ROOM_REQ) -> None:
         if req.resume and not req.epoch:
-            self.stats.bad_requests += 1
-            self.send_error(session, ErrorCode.BAD_REQUEST, "a resuming join needs the room's epoch")
+            self._bad_request(session, "a resuming join needs the room's epoch")
             return
         shard = self.shards.owner(req.room_id)
         if self.shards.down(shard):
